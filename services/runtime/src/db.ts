@@ -1,0 +1,115 @@
+/**
+ * Databases: drizzle-orm over postgres.js, always. Migrations are drizzle-kit SQL
+ * files committed beside each service's schema, applied at start-up under a
+ * Postgres advisory lock so that replicas starting together do not race.
+ */
+import { drizzle, type PostgresJsDatabase } from "drizzle-orm/postgres-js";
+import { migrate } from "drizzle-orm/postgres-js/migrator";
+import postgres from "postgres";
+import type { Logger } from "./logger.js";
+
+export type Db<TSchema extends Record<string, unknown> = Record<string, never>> =
+  PostgresJsDatabase<TSchema>;
+
+export interface Database<TSchema extends Record<string, unknown>> {
+  db: Db<TSchema>;
+  sql: postgres.Sql;
+  close(): Promise<void>;
+}
+
+export interface OpenDatabaseOptions<TSchema extends Record<string, unknown>> {
+  url: string;
+  schema: TSchema;
+  /** Folder of drizzle-kit SQL migrations; applied before the database is returned. */
+  migrationsFolder?: string;
+  /** Pool size. Default 10. */
+  max?: number;
+  logger?: Logger;
+}
+
+// Any constant works; it only has to be the same for every replica of a service.
+const MIGRATION_LOCK = 0x5d0b_3e5a;
+
+export async function openDatabase<TSchema extends Record<string, unknown>>(
+  options: OpenDatabaseOptions<TSchema>,
+): Promise<Database<TSchema>> {
+  const sql = postgres(options.url, {
+    max: options.max ?? 10,
+    onnotice: () => {},
+    connection: { application_name: "shopmesh" },
+  });
+  const db = drizzle(sql, { schema: options.schema });
+  if (options.migrationsFolder !== undefined) {
+    await migrateWithLock(sql, db, options.migrationsFolder, options.logger);
+  }
+  return { db, sql, close: () => sql.end({ timeout: 5 }) };
+}
+
+async function migrateWithLock<TSchema extends Record<string, unknown>>(
+  sql: postgres.Sql,
+  db: Db<TSchema>,
+  migrationsFolder: string,
+  logger?: Logger,
+) {
+  // A session lock on one reserved connection; migrate() runs on other pool connections.
+  const lock = await sql.reserve();
+  try {
+    await lock`select pg_advisory_lock(${MIGRATION_LOCK})`;
+    const started = performance.now();
+    await migrate(db, { migrationsFolder, migrationsSchema: "drizzle" });
+    logger?.debug({ ms: Math.round(performance.now() - started) }, "migrations applied");
+  } finally {
+    await lock`select pg_advisory_unlock(${MIGRATION_LOCK})`.catch(() => undefined);
+    lock.release();
+  }
+}
+
+/**
+ * Creates (if missing) a role and a database owned by it on the server at `adminUrl`,
+ * and returns the URL a service uses to reach its own database.
+ */
+export async function ensureServiceDatabase(
+  adminUrl: string,
+  name: string,
+  password: string,
+): Promise<string> {
+  if (!/^[a-z][a-z0-9_]{0,62}$/.test(name)) throw new Error(`bad database name "${name}"`);
+  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  try {
+    // Two launchers may race on a fresh server: serialise on a lock.
+    await admin.begin(async (tx) => {
+      await tx`select pg_advisory_xact_lock(${MIGRATION_LOCK})`;
+      const [role] = await tx`select 1 from pg_roles where rolname = ${name}`;
+      if (role === undefined) {
+        await tx.unsafe(`create role ${name} login password '${password.replaceAll("'", "''")}'`);
+      } else {
+        await tx.unsafe(`alter role ${name} password '${password.replaceAll("'", "''")}'`);
+      }
+    });
+    const [exists] = await admin`select 1 from pg_database where datname = ${name}`;
+    if (exists === undefined) {
+      // CREATE DATABASE cannot run inside a transaction block.
+      await admin.unsafe(`create database ${name} owner ${name}`).catch((err: unknown) => {
+        if ((err as { code?: string }).code !== "42P04") throw err; // created meanwhile
+      });
+    }
+  } finally {
+    await admin.end({ timeout: 5 });
+  }
+  const url = new URL(adminUrl);
+  url.username = name;
+  url.password = password;
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+/** Drops a database created by ensureServiceDatabase (tests clean up with it). */
+export async function dropServiceDatabase(adminUrl: string, name: string): Promise<void> {
+  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  try {
+    await admin.unsafe(`drop database if exists ${name} with (force)`);
+    await admin.unsafe(`drop role if exists ${name}`);
+  } finally {
+    await admin.end({ timeout: 5 });
+  }
+}
