@@ -1,4 +1,5 @@
 /** The shared runtime of every shopmesh service. Nothing domain-specific lives here. */
+export * from "./auth.js";
 export * from "./config.js";
 export * from "./context.js";
 export * from "./db.js";
