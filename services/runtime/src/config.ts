@@ -109,3 +109,11 @@ export function loadConfigOrExit<S extends Spec>(spec: S, service: string): Conf
     throw err;
   }
 }
+
+/** Variables every service reads to verify access tokens. */
+export const authEnv = {
+  JWT_ISSUER: env.string({ default: "shopmesh-identity" }),
+  JWT_AUDIENCE: env.string({ default: "shopmesh" }),
+  /** identity's gRPC address, where KeyService serves the JWKS. */
+  IDENTITY_ADDR: env.string({ default: "127.0.0.1:50051" }),
+};

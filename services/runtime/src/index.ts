@@ -9,5 +9,6 @@ export * from "./grpc-client.js";
 export * from "./grpc-server.js";
 export * from "./health.js";
 export * from "./logger.js";
+export * from "./outbox.js";
 export * from "./shutdown.js";
 export * from "./validation.js";

@@ -1,0 +1,78 @@
+/**
+ * The transactional outbox: a service never publishes from a request handler. It
+ * writes the event here in the same transaction as the state change; a relay
+ * publishes rows to NATS JetStream (subject, Nats-Msg-Id = id) and marks them sent.
+ *
+ * Each service's drizzle schema re-exports `outbox` so its migrations create the table.
+ */
+import { randomUUID } from "node:crypto";
+import { create, type DescMessage, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { sql } from "drizzle-orm";
+import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
+import {
+  bigserial,
+  customType,
+  index,
+  jsonb,
+  pgTable,
+  text,
+  timestamp,
+  uuid,
+} from "drizzle-orm/pg-core";
+
+const bytea = customType<{ data: Uint8Array; driverData: Buffer }>({
+  dataType: () => "bytea",
+  toDriver: (v) => Buffer.from(v),
+  fromDriver: (v) => new Uint8Array(v),
+});
+
+export const outbox = pgTable(
+  "outbox",
+  {
+    /** Publication order. */
+    seq: bigserial("seq", { mode: "number" }).primaryKey(),
+    /** The event id: Nats-Msg-Id, so JetStream drops a duplicate publish. */
+    id: uuid("id").notNull().unique(),
+    /** NATS subject, shop.<domain>.<event>. */
+    subject: text("subject").notNull(),
+    /** Fully qualified protobuf type of the payload, e.g. shop.orders.v1.OrderPlaced. */
+    type: text("type").notNull(),
+    payload: bytea("payload").notNull(),
+    /** W3C trace context and request id of the request that caused the event. */
+    headers: jsonb("headers").$type<Record<string, string>>().notNull().default({}),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+    publishedAt: timestamp("published_at", { withTimezone: true }),
+  },
+  (t) => [index("outbox_unpublished").on(t.seq).where(sql`${t.publishedAt} is null`)],
+);
+
+/** Any drizzle Postgres database or transaction. */
+export type Tx = PgDatabase<PgQueryResultHKT, Record<string, unknown>>;
+
+/**
+ * Adds an event to the outbox inside the caller's transaction. The message's
+ * `event_id` and `occur_time` fields (every event has them) are filled in here.
+ */
+export async function enqueueEvent<Desc extends DescMessage>(
+  tx: Tx,
+  subject: string,
+  schema: Desc,
+  init: MessageInitShape<Desc>,
+  headers: Record<string, string> = {},
+): Promise<string> {
+  const id = randomUUID();
+  const message = create(schema, {
+    ...(init as object),
+    eventId: id,
+    occurTime: timestampFromDate(new Date()),
+  } as unknown as MessageInitShape<Desc>);
+  await tx.insert(outbox).values({
+    id,
+    subject,
+    type: schema.typeName,
+    payload: toBinary(schema, message),
+    headers,
+  });
+  return id;
+}
