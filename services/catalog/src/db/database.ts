@@ -1,0 +1,21 @@
+/**
+ * `openCatalogDatabase`: the catalog's database with its schema, migrations applied
+ * (under the runtime's advisory lock). Shared by main.ts and the tests so both run
+ * exactly the committed migrations.
+ */
+import { fileURLToPath } from "node:url";
+import { type Database, type Db, type Logger, openDatabase } from "@shopmesh/runtime";
+import * as schema from "./schema.js";
+
+export type CatalogSchema = typeof schema;
+export type CatalogDb = Db<CatalogSchema>;
+export type CatalogDatabase = Database<CatalogSchema>;
+
+export const MIGRATIONS_FOLDER = fileURLToPath(new URL("./migrations", import.meta.url));
+
+export function openCatalogDatabase(
+  url: string,
+  options: { max?: number; logger?: Logger } = {},
+): Promise<CatalogDatabase> {
+  return openDatabase({ url, schema, migrationsFolder: MIGRATIONS_FOLDER, ...options });
+}

@@ -1,0 +1,77 @@
+/**
+ * Pieces shared by the catalog's handlers: `productToProto` (row → message),
+ * `noteStockChange` (the optional StockLow event), `pgErrorCode` (Postgres error
+ * codes through drizzle's wrapping) and `eventHeaders`.
+ */
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { ProductSchema } from "@shopmesh/gen/shop/catalog/v1/catalog_pb.js";
+import { StockLowSchema } from "@shopmesh/gen/shop/catalog/v1/events_pb.js";
+import { currentCall, enqueueEvent, type Tx } from "@shopmesh/runtime";
+import type { ProductRow } from "./db/schema.js";
+
+export const STOCK_LOW_SUBJECT = "shop.catalog.stock_low";
+
+export function productToProto(row: ProductRow): MessageInitShape<typeof ProductSchema> {
+  return {
+    id: row.id,
+    sku: row.sku,
+    name: row.name,
+    description: row.description,
+    price: { currencyCode: row.currencyCode, amount: row.priceAmount },
+    stock: row.stock,
+    active: row.active,
+    createTime: timestampFromDate(row.createdAt),
+    updateTime: timestampFromDate(row.updatedAt),
+  };
+}
+
+/** The request id and trace context of the current call, carried on the event. */
+export function eventHeaders(): Record<string, string> {
+  const call = currentCall();
+  if (call === undefined) return {};
+  const headers: Record<string, string> = { "x-request-id": call.requestId };
+  for (const key of ["traceparent", "tracestate"]) {
+    const v = call.header(key);
+    if (v !== undefined) headers[key] = v;
+  }
+  return headers;
+}
+
+/**
+ * Writes StockLow, in the caller's transaction, when stock crosses the threshold
+ * downwards. Only on the crossing: a product sitting low does not emit an event on
+ * every further sale.
+ */
+export async function noteStockChange(
+  tx: Tx,
+  product: { id: string; sku: string; stock: number },
+  before: number,
+  threshold: number | undefined,
+): Promise<void> {
+  if (threshold === undefined || !(before > threshold && product.stock <= threshold)) return;
+  await enqueueEvent(
+    tx,
+    STOCK_LOW_SUBJECT,
+    StockLowSchema,
+    { productId: product.id, sku: product.sku, stock: product.stock },
+    eventHeaders(),
+  );
+}
+
+/**
+ * The SQLSTATE of a Postgres error, looking through drizzle's DrizzleQueryError
+ * (which keeps the driver's error as `cause`), with the constraint it names.
+ */
+export function pgErrorCode(err: unknown): { code: string; constraint?: string } | undefined {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 5; depth++) {
+    const { code, constraint_name } = e as { code?: unknown; constraint_name?: unknown };
+    if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) {
+      return typeof constraint_name === "string" ? { code, constraint: constraint_name } : { code };
+    }
+    e = e.cause;
+  }
+  return undefined;
+}
+
+export const UNIQUE_VIOLATION = "23505";
