@@ -2,7 +2,7 @@
  * `loadCatalogConfig`: the environment the catalog reads, once, validated. A bad or
  * missing value stops the process with exit 1 and one line naming the variable.
  */
-import { authEnv, env, loadConfigOrExit } from "@shopmesh/runtime";
+import { authEnv, env, loadConfigOrExit } from "@shopmesh/runtime/config.js";
 
 export const catalogEnv = {
   /** gRPC port (CatalogService, InventoryService, health, reflection). */

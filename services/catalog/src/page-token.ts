@@ -8,7 +8,7 @@
  * silently paging through the wrong result set. Clients must treat it as opaque.
  */
 import { createHash } from "node:crypto";
-import { InvalidArgumentError } from "@shopmesh/runtime";
+import { InvalidArgumentError } from "@shopmesh/runtime/errors.js";
 
 /** Where the next page starts: strictly after this (name, id) in (name, id) order. */
 export interface PageCursor {
@@ -39,9 +39,13 @@ export function encodePageToken(cursor: PageCursor, scope: ListScope): string {
 /** The cursor of `token`; INVALID_ARGUMENT "invalid page_token" for anything else. */
 export function decodePageToken(token: string, scope: ListScope): PageCursor {
   const invalid = (why: string, cause?: unknown) =>
-    new InvalidArgumentError("invalid page_token", [{ field: "page_token", rule: why, message: why }], {
-      cause,
-    });
+    new InvalidArgumentError(
+      "invalid page_token",
+      [{ field: "page_token", rule: why, message: why }],
+      {
+        cause,
+      },
+    );
   // Buffer's base64url decoder skips characters it does not know; insist on the alphabet.
   if (!/^[A-Za-z0-9_-]+$/.test(token)) throw invalid("not base64url");
   let body: unknown;

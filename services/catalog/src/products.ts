@@ -7,7 +7,8 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { ProductSchema } from "@shopmesh/gen/shop/catalog/v1/catalog_pb.js";
 import { StockLowSchema } from "@shopmesh/gen/shop/catalog/v1/events_pb.js";
-import { currentCall, enqueueEvent, type Tx } from "@shopmesh/runtime";
+import { currentCall } from "@shopmesh/runtime/context.js";
+import { enqueueEvent, type Tx } from "@shopmesh/runtime/outbox.js";
 import type { ProductRow } from "./db/schema.js";
 
 export const STOCK_LOW_SUBJECT = "shop.catalog.stock_low";

@@ -11,20 +11,20 @@ import {
   type UpdateProductRequest,
 } from "@shopmesh/gen/shop/catalog/v1/catalog_pb.js";
 import {
-  AlreadyExistsError,
   authenticate,
   bearerToken,
-  type CallContext,
+  isAdmin,
+  requireAdmin,
+  type TokenVerifier,
+} from "@shopmesh/runtime/auth.js";
+import type { CallContext } from "@shopmesh/runtime/context.js";
+import {
+  AlreadyExistsError,
   FailedPreconditionError,
   InvalidArgumentError,
-  isAdmin,
-  type Logger,
   NotFoundError,
-  requireAdmin,
-  type ServiceRegistration,
-  serve,
-  type TokenVerifier,
-} from "@shopmesh/runtime";
+} from "@shopmesh/runtime/errors.js";
+import { type ServiceRegistration, serve } from "@shopmesh/runtime/grpc-server.js";
 import { and, asc, eq, ilike, or, type SQL, sql } from "drizzle-orm";
 import type { CatalogDb } from "./db/database.js";
 import { products } from "./db/schema.js";
@@ -38,7 +38,6 @@ export interface CatalogDeps {
   verifier: TokenVerifier;
   /** StockLow is written when stock falls to or below this; undefined turns it off. */
   lowStockThreshold?: number;
-  logger?: Logger;
 }
 
 export const DEFAULT_PAGE_SIZE = 20;
@@ -88,7 +87,13 @@ function createCatalogRegistration(deps: CatalogDeps): ServiceRegistration {
       const row = await adjustStock(db, req, deps.lowStockThreshold);
       // No audit table yet: the log line is the audit trail of who changed stock and why.
       ctx.logger.info(
-        { product_id: row.id, delta: req.delta, stock: row.stock, reason: req.reason, by: claims.sub },
+        {
+          product_id: row.id,
+          delta: req.delta,
+          stock: row.stock,
+          reason: req.reason,
+          by: claims.sub,
+        },
         "stock adjusted",
       );
       return { product: productToProto(row) };
@@ -152,7 +157,8 @@ async function listProducts(db: CatalogDb, req: ListProductsRequest, scope: List
 async function createProduct(db: CatalogDb, req: CreateProductRequest) {
   // protovalidate has checked product, sku, name and price are present.
   const p = req.product;
-  if (p === undefined || p.price === undefined) throw new InvalidArgumentError("product is required");
+  if (p === undefined || p.price === undefined)
+    throw new InvalidArgumentError("product is required");
   try {
     const [row] = await db
       .insert(products)

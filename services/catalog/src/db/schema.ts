@@ -22,7 +22,7 @@ import {
   uuid,
 } from "drizzle-orm/pg-core";
 
-export { outbox } from "@shopmesh/runtime";
+export { outbox } from "@shopmesh/runtime/outbox.js";
 
 export const products = pgTable(
   "products",
