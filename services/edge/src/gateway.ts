@@ -3,7 +3,7 @@
  * token, which need the admin role, and the admission check (token, role, rate
  * limit) that REST and RPC requests alike pass before a downstream call.
  */
-import type { DescMethod, DescService, MessageShape, DescMessage } from "@bufbuild/protobuf";
+import type { DescMessage, DescMethod, DescService, MessageShape } from "@bufbuild/protobuf";
 import { CatalogService } from "@shopmesh/gen/shop/catalog/v1/catalog_pb.js";
 import { IdentityService } from "@shopmesh/gen/shop/identity/v1/identity_pb.js";
 import { NotificationService } from "@shopmesh/gen/shop/notifications/v1/notifications_pb.js";

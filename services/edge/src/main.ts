@@ -1,5 +1,10 @@
 /** The edge process: config, keys, downstream clients, the server, signals. */
-import { createLogger, createTokenVerifier, jwksFromKeyService, onShutdown } from "@shopmesh/runtime";
+import {
+  createLogger,
+  createTokenVerifier,
+  jwksFromKeyService,
+  onShutdown,
+} from "@shopmesh/runtime";
 import { loadEdgeConfig } from "./config.js";
 import { createDownstreams } from "./gateway.js";
 import { createRateLimiter } from "./rate-limit.js";

@@ -16,7 +16,7 @@ import type { DescMethod } from "@bufbuild/protobuf";
 import { toJson } from "@bufbuild/protobuf";
 import { ViolationsSchema } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import {
-  Code,
+  type Code,
   ConnectError,
   type ConnectRouter,
   createContextKey,
@@ -89,7 +89,12 @@ export function createEdgeServer(deps: EdgeDeps): EdgeServer {
   const health = createHealth(PUBLIC_SERVICES.map((s) => s.typeName));
   const reflection = createReflectionServices([...PUBLIC_SERVICES, health.registration.service]);
 
-  const callOptions = (authorization: string | undefined, requestId: string, timeoutMs?: number, signal?: AbortSignal): CallOptions => ({
+  const callOptions = (
+    authorization: string | undefined,
+    requestId: string,
+    timeoutMs?: number,
+    signal?: AbortSignal,
+  ): CallOptions => ({
     headers: {
       "x-request-id": requestId,
       ...(authorization ? { authorization } : {}),
@@ -104,9 +109,13 @@ export function createEdgeServer(deps: EdgeDeps): EdgeServer {
     return new ConnectError(
       status.message,
       status.code as number as Code,
-      status.retryAfterSeconds === undefined ? undefined : { "retry-after": String(status.retryAfterSeconds) },
+      status.retryAfterSeconds === undefined
+        ? undefined
+        : { "retry-after": String(status.retryAfterSeconds) },
       status.details.flatMap((d) =>
-        d.$typeName === ViolationsSchema.typeName ? [{ desc: ViolationsSchema, value: d as never }] : [],
+        d.$typeName === ViolationsSchema.typeName
+          ? [{ desc: ViolationsSchema, value: d as never }]
+          : [],
       ),
     );
   };
@@ -136,7 +145,8 @@ export function createEdgeServer(deps: EdgeDeps): EdgeServer {
     return next(req);
   };
 
-  const requestIdOf = (ctx: HandlerContext) => ctx.requestHeader.get("x-request-id") ?? randomUUID();
+  const requestIdOf = (ctx: HandlerContext) =>
+    ctx.requestHeader.get("x-request-id") ?? randomUUID();
 
   const routes = (router: ConnectRouter) => {
     for (const service of PUBLIC_SERVICES) {
@@ -147,7 +157,12 @@ export function createEdgeServer(deps: EdgeDeps): EdgeServer {
             try {
               return await downstreams.unary(method)(
                 req,
-                callOptions(ctx.requestHeader.get("authorization") ?? undefined, requestIdOf(ctx), ctx.timeoutMs(), ctx.signal),
+                callOptions(
+                  ctx.requestHeader.get("authorization") ?? undefined,
+                  requestIdOf(ctx),
+                  ctx.timeoutMs(),
+                  ctx.signal,
+                ),
               );
             } catch (err) {
               throw toConnectError(err);
@@ -158,7 +173,12 @@ export function createEdgeServer(deps: EdgeDeps): EdgeServer {
             try {
               yield* downstreams.stream(method)(
                 req,
-                callOptions(ctx.requestHeader.get("authorization") ?? undefined, requestIdOf(ctx), ctx.timeoutMs(), ctx.signal),
+                callOptions(
+                  ctx.requestHeader.get("authorization") ?? undefined,
+                  requestIdOf(ctx),
+                  ctx.timeoutMs(),
+                  ctx.signal,
+                ),
               );
             } catch (err) {
               if (ctx.signal.aborted) return;
@@ -169,7 +189,8 @@ export function createEdgeServer(deps: EdgeDeps): EdgeServer {
       }
       router.service(service, impl as never);
     }
-    for (const r of [health.registration, ...reflection]) router.service(r.service, r.impl as never);
+    for (const r of [health.registration, ...reflection])
+      router.service(r.service, r.impl as never);
   };
 
   const connectHandler = connectNodeAdapter({
@@ -177,12 +198,14 @@ export function createEdgeServer(deps: EdgeDeps): EdgeServer {
     interceptors: [admission],
     readMaxBytes: config.BODY_LIMIT_BYTES,
     contextValues: (req) => createContextValues().set(kClientIp, clientIp(req)),
-    fallback: (_req, res) => sendJson(res as Res, 404, { code: "not_found", message: "no such route", details: [] }),
+    fallback: (_req, res) =>
+      sendJson(res as Res, 404, { code: "not_found", message: "no such route", details: [] }),
   });
 
   const sendError = (res: Res, err: unknown) => {
     const status = logged(toWireStatus(err), err);
-    if (status.retryAfterSeconds !== undefined) res.setHeader("retry-after", String(status.retryAfterSeconds));
+    if (status.retryAfterSeconds !== undefined)
+      res.setHeader("retry-after", String(status.retryAfterSeconds));
     sendJson(res, httpStatusFor(status.code), {
       code: codeName(status.code),
       message: status.message,
@@ -257,7 +280,10 @@ export function createEdgeServer(deps: EdgeDeps): EdgeServer {
       // RPC paths name a fully qualified service: /shop.catalog.v1.CatalogService/GetProduct.
       const isRpc = RPC_PATH.test(url.pathname);
       const length = Number(header(req, "content-length") ?? 0);
-      if (length > config.BODY_LIMIT_BYTES && !/^application\/grpc/.test(header(req, "content-type") ?? "")) {
+      if (
+        length > config.BODY_LIMIT_BYTES &&
+        !/^application\/grpc/.test(header(req, "content-type") ?? "")
+      ) {
         return sendJson(res, 413, {
           code: "resource_exhausted",
           message: `request body larger than ${config.BODY_LIMIT_BYTES} bytes`,
@@ -270,13 +296,21 @@ export function createEdgeServer(deps: EdgeDeps): EdgeServer {
         const allowed = rest.allowedVerbs(url.pathname);
         if (allowed.length > 0) {
           res.setHeader("allow", allowed.join(", "));
-          return sendJson(res, 405, { code: "unimplemented", message: `${verb} not allowed here`, details: [] });
+          return sendJson(res, 405, {
+            code: "unimplemented",
+            message: `${verb} not allowed here`,
+            details: [],
+          });
         }
       }
       connectHandler(req as never, res as never);
     } catch (err) {
       if (err instanceof BodyTooLarge) {
-        return sendJson(res, 413, { code: "resource_exhausted", message: err.message, details: [] });
+        return sendJson(res, 413, {
+          code: "resource_exhausted",
+          message: err.message,
+          details: [],
+        });
       }
       sendError(res, err);
     }
@@ -295,7 +329,8 @@ export function createEdgeServer(deps: EdgeDeps): EdgeServer {
   const onRequest = (req: Req, res: Res) => {
     handle(req, res).catch((err: unknown) => {
       logger.error({ err }, "edge handler failed");
-      if (!res.headersSent) sendJson(res, 500, { code: "internal", message: "internal error", details: [] });
+      if (!res.headersSent)
+        sendJson(res, 500, { code: "internal", message: "internal error", details: [] });
     });
   };
 

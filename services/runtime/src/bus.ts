@@ -1,0 +1,386 @@
+/**
+ * Events on NATS JetStream (nats.js v3: @nats-io/transport-node + @nats-io/jetstream),
+ * effectively once:
+ * - `connectBus` connects (reconnecting forever) and provisions the streams;
+ * - `startOutboxRelay` publishes a service's outbox rows in order, with
+ *   Nats-Msg-Id = event id (JetStream drops duplicates in its window), then marks them;
+ * - `startConsumer` runs a durable pull consumer with explicit ack, bounded redelivery
+ *   with backoff and a dead-letter stream that keeps the message;
+ * - `processOnce` records the event id in the `inbox` table in the same transaction as
+ *   the handler's effect, so a redelivery never applies an effect twice.
+ */
+import {
+  AckPolicy,
+  DeliverPolicy,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+  jetstream,
+  jetstreamManager,
+  RetentionPolicy,
+  StorageType,
+} from "@nats-io/jetstream";
+import {
+  connect,
+  type NatsConnection,
+  nanos,
+  headers as natsHeaders,
+} from "@nats-io/transport-node";
+import { sql } from "drizzle-orm";
+import { pgTable, primaryKey, text, timestamp, uuid } from "drizzle-orm/pg-core";
+import type postgres from "postgres";
+import type { Logger } from "./logger.js";
+import type { Tx } from "./outbox.js";
+
+/** The one stream of domain events. */
+export const STREAM = "SHOP";
+/** Where messages go after their last failed delivery, kept for a human to look at. */
+export const DLQ_STREAM = "SHOP_DLQ";
+
+export interface Bus {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  close(): Promise<void>;
+}
+
+/** Counters for the metrics endpoint and tests. */
+export const busCounters = {
+  published: 0,
+  delivered: 0,
+  redelivered: 0,
+  deadLettered: 0,
+};
+
+export async function connectBus(options: {
+  url: string;
+  name: string;
+  logger: Logger;
+}): Promise<Bus> {
+  const { logger } = options;
+  const nc = await connect({
+    servers: options.url.split(","),
+    name: options.name,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+    waitOnFirstConnect: true,
+  });
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === "disconnect" || s.type === "reconnect")
+        logger.warn({ nats: s.type }, "nats connection");
+    }
+  })().catch(() => undefined);
+  const jsm = await jetstreamManager(nc);
+  await ensureStream(jsm, {
+    name: STREAM,
+    subjects: ["shop.>"],
+    storage: StorageType.File,
+    retention: RetentionPolicy.Limits,
+    duplicate_window: nanos(2 * 60_000),
+    max_age: nanos(7 * 24 * 3600_000),
+  });
+  await ensureStream(jsm, {
+    name: DLQ_STREAM,
+    subjects: ["dlq.>"],
+    storage: StorageType.File,
+    retention: RetentionPolicy.Limits,
+  });
+  return {
+    nc,
+    js: jetstream(nc),
+    jsm,
+    close: async () => {
+      await nc.drain().catch(() => nc.close());
+    },
+  };
+}
+
+async function ensureStream(
+  jsm: JetStreamManager,
+  config: Parameters<JetStreamManager["streams"]["add"]>[0],
+) {
+  try {
+    await jsm.streams.add(config);
+  } catch (err) {
+    // Already there (another replica or an earlier start): bring its config up to date.
+    if (!/already in use|already exists/i.test(String((err as Error).message))) throw err;
+    await jsm.streams.update(config.name as string, config);
+  }
+}
+
+/** W3C trace context and request id headers copied from the outbox row onto the message. */
+function toNatsHeaders(h: Record<string, string> | null) {
+  const out = natsHeaders();
+  for (const [k, v] of Object.entries(h ?? {})) out.set(k, v);
+  return out;
+}
+
+export interface OutboxRelay {
+  /** Publish now instead of waiting for the next notification or poll. */
+  kick(): void;
+  /** Rows not yet published (the outbox backlog). */
+  backlog(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Publishes unsent outbox rows in `seq` order. Woken by NOTIFY (sent by
+ * enqueueEvent at commit) and by a short poll as a safety net. A batch is claimed
+ * with FOR UPDATE SKIP LOCKED, so replicas never publish the same row at once; a crash
+ * between publish and mark re-publishes with the same Nats-Msg-Id, which JetStream drops.
+ */
+export function startOutboxRelay(options: {
+  sql: postgres.Sql;
+  bus: Bus;
+  logger: Logger;
+  batchSize?: number;
+  pollMs?: number;
+}): OutboxRelay {
+  const { sql: pg, bus, logger } = options;
+  const batchSize = options.batchSize ?? 256;
+  const pollMs = options.pollMs ?? 500;
+  let stopped = false;
+  let running: Promise<void> | undefined;
+  let again = false;
+  let failures = 0;
+
+  const publishBatch = async (): Promise<number> =>
+    pg.begin(async (tx) => {
+      const rows = await tx<
+        {
+          seq: string;
+          id: string;
+          subject: string;
+          payload: Buffer;
+          headers: Record<string, string>;
+        }[]
+      >`
+        select seq, id, subject, payload, headers from outbox
+        where published_at is null order by seq limit ${batchSize} for update skip locked`;
+      if (rows.length === 0) return 0;
+      // Issued in order on one connection, so JetStream stores them in order.
+      await Promise.all(
+        rows.map((r) =>
+          bus.js.publish(r.subject, r.payload, {
+            msgID: r.id,
+            headers: toNatsHeaders(r.headers),
+            timeout: 5_000,
+          }),
+        ),
+      );
+      await tx`update outbox set published_at = now() where seq = any(${rows.map((r) => r.seq)}::bigint[])`;
+      busCounters.published += rows.length;
+      return rows.length;
+    });
+
+  const drain = async () => {
+    do {
+      again = false;
+      try {
+        while (!stopped && (await publishBatch()) === batchSize) {}
+        if (failures > 0) logger.info({ failures }, "outbox relay publishing again");
+        failures = 0;
+      } catch (err) {
+        failures++;
+        if (failures === 1 || failures % 20 === 0)
+          logger.warn({ err, failures }, "outbox relay cannot publish; retrying");
+        await new Promise((r) => setTimeout(r, Math.min(250 * failures, 2_000)));
+        again = !stopped;
+      }
+    } while (again && !stopped);
+  };
+
+  const kick = () => {
+    if (stopped) return;
+    if (running) {
+      again = true;
+      return;
+    }
+    running = drain().finally(() => {
+      running = undefined;
+    });
+  };
+
+  const listening = pg
+    .listen("outbox", () => kick())
+    .catch((err: unknown) => {
+      logger.warn({ err }, "outbox LISTEN failed; relying on polling");
+      return undefined;
+    });
+  const timer = setInterval(kick, pollMs);
+  kick();
+
+  return {
+    kick,
+    async backlog() {
+      const [row] = await pg<
+        { n: number }[]
+      >`select count(*)::int as n from outbox where published_at is null`;
+      return row?.n ?? 0;
+    },
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      await running;
+      await (await listening)?.unlisten().catch(() => undefined);
+    },
+  };
+}
+
+/** The inbox: which events a consumer has already applied. */
+export const inbox = pgTable(
+  "inbox",
+  {
+    consumer: text("consumer").notNull(),
+    eventId: uuid("event_id").notNull(),
+    processedAt: timestamp("processed_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.consumer, t.eventId] })],
+);
+
+/** Any drizzle database that can open a transaction. */
+export interface TransactionalDb {
+  transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T>;
+}
+
+/**
+ * Runs `effect` in a transaction that also records (consumer, eventId) in the inbox.
+ * Returns false, doing nothing, when the event was already applied.
+ */
+export async function processOnce(
+  db: TransactionalDb,
+  consumer: string,
+  eventId: string,
+  effect: (tx: Tx) => Promise<void>,
+): Promise<boolean> {
+  return db.transaction(async (tx) => {
+    const inserted = await tx.execute(
+      sql`insert into inbox (consumer, event_id) values (${consumer}, ${eventId}) on conflict do nothing returning event_id`,
+    );
+    if ((inserted as unknown as unknown[]).length === 0) return false;
+    await effect(tx);
+    return true;
+  });
+}
+
+export interface EventMessage {
+  subject: string;
+  data: Uint8Array;
+  /** Nats-Msg-Id, which is the outbox row id and the event's event_id. */
+  eventId: string;
+  headers: Record<string, string>;
+  deliveryCount: number;
+}
+
+export interface Consumer {
+  stop(): Promise<void>;
+}
+
+/**
+ * A durable pull consumer on the SHOP stream. A handler that throws is redelivered after
+ * `backoffMs[n]`; after `maxDeliver` deliveries the message goes to `dlq.<durable>` (kept in
+ * the SHOP_DLQ stream), is logged and counted, and the consumer carries on.
+ */
+export async function startConsumer(options: {
+  bus: Bus;
+  durable: string;
+  subjects: string[];
+  handler: (msg: EventMessage) => Promise<void>;
+  logger: Logger;
+  maxDeliver?: number;
+  backoffMs?: number[];
+  ackWaitMs?: number;
+}): Promise<Consumer> {
+  const { bus, durable, logger, handler } = options;
+  const maxDeliver = options.maxDeliver ?? 6;
+  const backoffMs = options.backoffMs ?? [100, 500, 2_000, 5_000, 15_000];
+  const config = {
+    durable_name: durable,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    filter_subjects: options.subjects,
+    max_deliver: maxDeliver,
+    ack_wait: nanos(options.ackWaitMs ?? 30_000),
+  };
+  try {
+    await bus.jsm.consumers.add(STREAM, config);
+  } catch (err) {
+    if (!/already|exists/i.test(String((err as Error).message))) throw err;
+    await bus.jsm.consumers.update(STREAM, durable, config);
+  }
+  const log = logger.child({ consumer: durable });
+  let stopped = false;
+  let current: { close(): Promise<unknown> } | undefined;
+  let inFlight: Promise<void> = Promise.resolve();
+
+  const handle = async (m: JsMsg) => {
+    const headers: Record<string, string> = {};
+    for (const k of m.headers?.keys() ?? []) headers[k] = m.headers?.get(k) ?? "";
+    const deliveryCount = m.info.deliveryCount;
+    busCounters.delivered++;
+    if (deliveryCount > 1) busCounters.redelivered++;
+    try {
+      await handler({
+        subject: m.subject,
+        data: m.data,
+        eventId: headers["Nats-Msg-Id"] ?? `${STREAM}-${m.seq}`,
+        headers,
+        deliveryCount,
+      });
+      m.ack();
+    } catch (err) {
+      if (deliveryCount >= maxDeliver) {
+        await deadLetter(bus, durable, m, err);
+        busCounters.deadLettered++;
+        log.error({ err, subject: m.subject, seq: m.seq, deliveryCount }, "dead-lettered event");
+        m.term();
+      } else {
+        const delay = backoffMs[Math.min(deliveryCount - 1, backoffMs.length - 1)] ?? 1_000;
+        log.warn(
+          { err, subject: m.subject, deliveryCount, retryInMs: delay },
+          "event handler failed",
+        );
+        m.nak(delay);
+      }
+    }
+  };
+
+  const loop = async () => {
+    while (!stopped) {
+      try {
+        const consumer = await bus.js.consumers.get(STREAM, durable);
+        const messages = await consumer.consume({ max_messages: 64 });
+        current = messages;
+        for await (const m of messages) {
+          inFlight = handle(m);
+          await inFlight;
+          if (stopped) break;
+        }
+      } catch (err) {
+        if (stopped) break;
+        log.warn({ err }, "consumer interrupted; resubscribing");
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  };
+  const running = loop();
+
+  return {
+    async stop() {
+      stopped = true;
+      await inFlight.catch(() => undefined);
+      await current?.close();
+      await running;
+    },
+  };
+}
+
+async function deadLetter(bus: Bus, durable: string, m: JsMsg, err: unknown) {
+  const h = natsHeaders();
+  for (const k of m.headers?.keys() ?? [])
+    h.set(k === "Nats-Msg-Id" ? "Shop-Event-Id" : k, m.headers?.get(k) ?? "");
+  h.set("Shop-Original-Subject", m.subject);
+  h.set("Shop-Error", String(err instanceof Error ? err.message : err).slice(0, 500));
+  await bus.js.publish(`dlq.${durable}`, m.data, { headers: h }).catch(() => undefined);
+}
