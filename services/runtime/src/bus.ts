@@ -285,7 +285,8 @@ export interface Consumer {
 export async function startConsumer(options: {
   bus: Bus;
   durable: string;
-  subjects: string[];
+  /** One subject per consumer (nats-server 2.9, as Debian ships it, has no filter_subjects). */
+  subject: string;
   handler: (msg: EventMessage) => Promise<void>;
   logger: Logger;
   maxDeliver?: number;
@@ -299,7 +300,7 @@ export async function startConsumer(options: {
     durable_name: durable,
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
-    filter_subjects: options.subjects,
+    filter_subject: options.subject,
     max_deliver: maxDeliver,
     ack_wait: nanos(options.ackWaitMs ?? 30_000),
   };

@@ -20,6 +20,7 @@ import {
   timestamp,
   uuid,
 } from "drizzle-orm/pg-core";
+import { currentCall } from "./context.js";
 
 const bytea = customType<{ data: Uint8Array; driverData: Buffer }>({
   dataType: () => "bytea",
@@ -67,12 +68,21 @@ export async function enqueueEvent<Desc extends DescMessage>(
     eventId: id,
     occurTime: timestampFromDate(new Date()),
   } as unknown as MessageInitShape<Desc>);
+  const call = currentCall();
+  const traced: Record<string, string> = {};
+  for (const key of ["traceparent", "tracestate"]) {
+    const v = call?.header(key);
+    if (v !== undefined) traced[key] = v;
+  }
+  if (call !== undefined) traced["x-request-id"] = call.requestId;
   await tx.insert(outbox).values({
     id,
     subject,
     type: schema.typeName,
     payload: toBinary(schema, message),
-    headers,
+    headers: { ...traced, ...headers },
   });
+  // Delivered at commit: wakes the relay at once instead of at its next poll.
+  await tx.execute(sql`select pg_notify('outbox', '')`);
   return id;
 }
