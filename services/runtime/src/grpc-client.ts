@@ -18,8 +18,9 @@ import {
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { MethodOptions_IdempotencyLevel as Idempotency } from "@bufbuild/protobuf/wkt";
 import * as grpc from "@grpc/grpc-js";
+import { type BreakerOptions, createBreaker } from "./breaker.js";
 import { currentCall, PROPAGATED_HEADERS } from "./context.js";
-import { Code, decodeStatusDetails, RpcError } from "./errors.js";
+import { Code, decodeStatusDetails, RpcError, UnavailableError } from "./errors.js";
 import { grpcDefinition } from "./grpc-server.js";
 
 export interface CallOptions {
@@ -67,6 +68,8 @@ export interface ClientOptions {
   /** First backoff step; doubled each attempt, with full jitter. Default 50 ms. */
   backoffMs?: number;
   channelOptions?: grpc.ChannelOptions;
+  /** Circuit breaker of this downstream; `false` turns it off. */
+  breaker?: BreakerOptions | false;
 }
 
 /**
@@ -88,6 +91,10 @@ export function createGrpcClient<S extends GenService<GenServiceMethods>>(
     ...options.channelOptions,
   });
   const def = grpcDefinition(desc);
+  const breaker =
+    options.breaker === false
+      ? undefined
+      : createBreaker(`${desc.typeName}@${address}`, options.breaker);
   const client: Record<string, unknown> = { close: () => raw.close() };
 
   for (const method of desc.methods) {
@@ -107,7 +114,8 @@ export function createGrpcClient<S extends GenService<GenServiceMethods>>(
           const { deadline, metadata } = callSetup(timeoutMs, o);
           for (let attempt = 1; ; attempt++) {
             try {
-              return await new Promise((resolve, reject) => {
+              breaker?.before();
+              const res = await new Promise((resolve, reject) => {
                 const call = raw.makeUnaryRequest(
                   path,
                   serialize,
@@ -119,8 +127,12 @@ export function createGrpcClient<S extends GenService<GenServiceMethods>>(
                 );
                 onAbort(o?.signal, () => call.cancel());
               });
+              breaker?.after(Code.OK);
+              return res;
             } catch (err) {
+              if (err instanceof UnavailableError) throw err; // the circuit is open
               const e = toRpcError(err, path);
+              breaker?.after(e.code);
               const left = deadline.getTime() - Date.now();
               const wait = Math.random() * backoffMs * 2 ** (attempt - 1);
               if (

@@ -1,5 +1,6 @@
 /** The shared runtime of every shopmesh service. Nothing domain-specific lives here. */
 export * from "./auth.js";
+export * from "./breaker.js";
 export * from "./bus.js";
 export * from "./config.js";
 export * from "./context.js";

@@ -314,3 +314,30 @@ describe("health and shutdown", () => {
     health.close();
   });
 });
+
+describe("circuit breaker", () => {
+  it("fails fast once a downstream keeps being unavailable, and recovers", async () => {
+    const { freePort } = await import("../src/embedded-postgres.js");
+    const deadPort = await freePort();
+    const client = createGrpcClient(CatalogService, `127.0.0.1:${deadPort}`, {
+      breaker: { threshold: 2, openMs: 300 },
+      maxAttempts: 1,
+      timeoutMs: 1_000,
+    });
+    for (let i = 0; i < 2; i++) {
+      const err = (await client.getProduct({ productId: KNOWN }).catch((e) => e)) as RpcError;
+      expect(err.code).toBe(Code.UNAVAILABLE);
+      expect(err.message).not.toMatch(/circuit open/);
+    }
+    const fast = (await client.getProduct({ productId: KNOWN }).catch((e) => e)) as Error;
+    expect(fast.message).toMatch(/circuit open/);
+    client.close();
+
+    // Once the open period passes, a trial call goes through and closes the circuit.
+    const healthy = createGrpcClient(CatalogService, `127.0.0.1:${port}`, {
+      breaker: { threshold: 1, openMs: 100 },
+    });
+    expect((await healthy.getProduct({ productId: KNOWN })).product?.id).toBe(KNOWN);
+    healthy.close();
+  });
+});
