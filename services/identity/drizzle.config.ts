@@ -1,11 +1,18 @@
 /**
- * drizzle-kit config: `npm run db:generate -w @shopmesh/identity` writes a new SQL
- * migration into src/db/migrations from the schema (paths relative to this folder).
+ * drizzle-kit config of identity: schema in src/db/schema.ts, SQL migrations
+ * (committed) in src/db/migrations. Paths are resolved from this file so that
+ * `npx drizzle-kit generate --config services/identity/drizzle.config.ts` (repo root)
+ * and `npm run db:generate -w @shopmesh/identity` both work.
  */
+import { dirname, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { defineConfig } from "drizzle-kit";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const fromCwd = (p: string) => relative(process.cwd(), resolve(here, p)) || ".";
 
 export default defineConfig({
   dialect: "postgresql",
-  schema: "./src/db/schema.ts",
-  out: "./src/db/migrations",
+  schema: fromCwd("src/db/schema.ts"),
+  out: fromCwd("src/db/migrations"),
 });

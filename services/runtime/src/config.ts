@@ -59,7 +59,8 @@ export const env = {
         try {
           u = new URL(raw);
         } catch {
-          throw new Invalid(`must be a URL (got "${raw}")`);
+          // Not the raw value: a URL may hold a password.
+          throw new Invalid("must be a URL");
         }
         if (o.protocols && !o.protocols.includes(u.protocol.replace(/:$/, ""))) {
           throw new Invalid(`must use ${o.protocols.join(" or ")} (got "${u.protocol}")`);

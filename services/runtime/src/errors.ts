@@ -176,6 +176,8 @@ export class RpcError extends ShopError {
     message: string,
     readonly method: string,
     details: Message[] = [],
+    /** The upstream's Retry-After, passed on to our caller. */
+    readonly retryAfterSeconds?: number,
   ) {
     super(code, message, { details });
   }
@@ -202,7 +204,8 @@ export function toWireStatus(err: unknown): WireStatus {
       code: err.code,
       message: err.message,
       details: err.details,
-      ...(err instanceof ResourceExhaustedError && err.retryAfterSeconds !== undefined
+      ...((err instanceof ResourceExhaustedError || err instanceof RpcError) &&
+      err.retryAfterSeconds !== undefined
         ? { retryAfterSeconds: err.retryAfterSeconds }
         : {}),
       unexpected: false,

@@ -238,5 +238,12 @@ function toRpcError(err: unknown, path: string): RpcError {
       details = [];
     }
   }
-  return new RpcError(code, e.details ?? e.message ?? "unknown error", path, details);
+  const retryAfter = Number(e.metadata?.get("retry-after")[0] ?? Number.NaN);
+  return new RpcError(
+    code,
+    e.details ?? e.message ?? "unknown error",
+    path,
+    details,
+    Number.isFinite(retryAfter) ? retryAfter : undefined,
+  );
 }

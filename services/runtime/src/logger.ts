@@ -8,6 +8,7 @@ export function createLogger(service: string, level = process.env["LOG_LEVEL"] ?
     level,
     base: { service },
     timestamp: pino.stdTimeFunctions.isoTime,
+    serializers: { err: safeError },
     // Secrets never reach a log line, whatever a caller passes in.
     redact: {
       paths: [
@@ -25,4 +26,23 @@ export function createLogger(service: string, level = process.env["LOG_LEVEL"] ?
       censor: "[redacted]",
     },
   });
+}
+
+/**
+ * Error serializer that keeps query parameters out of the log: drizzle's query errors
+ * carry the statement's parameters (emails, hashes, tokens) in `params` and in their
+ * message. The statement shape and the database's own error stay.
+ */
+function safeError(err: unknown): unknown {
+  const base = pino.stdSerializers.err(err as Error) as unknown as Record<string, unknown>;
+  if (base && typeof base === "object" && "params" in base) {
+    delete base["params"];
+    if (typeof base["message"] === "string") {
+      base["message"] = base["message"].split("\nparams:")[0];
+    }
+    if (typeof base["stack"] === "string") {
+      base["stack"] = base["stack"].replace(/\nparams:[^\n]*/, "");
+    }
+  }
+  return base;
 }

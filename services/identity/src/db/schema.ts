@@ -4,19 +4,11 @@
  * migrations create it).
  */
 import { sql } from "drizzle-orm";
-import {
-  check,
-  index,
-  integer,
-  jsonb,
-  pgTable,
-  text,
-  timestamp,
-  uuid,
-} from "drizzle-orm/pg-core";
+import { check, index, integer, jsonb, pgTable, text, timestamp, uuid } from "drizzle-orm/pg-core";
 import type { JWK } from "jose";
 
-export { outbox } from "@shopmesh/runtime";
+// From the module, not the runtime's index: see main.ts.
+export { outbox } from "@shopmesh/runtime/outbox.js";
 
 /** A role as stored in `users.roles` and carried in the access token's `roles` claim. */
 export type RoleName = "customer" | "admin";
@@ -30,16 +22,10 @@ export const users = pgTable(
     displayName: text("display_name").notNull().default(""),
     /** argon2id PHC string. */
     passwordHash: text("password_hash").notNull(),
-    roles: text("roles")
-      .array()
-      .$type<RoleName[]>()
-      .notNull()
-      .default(sql`'{customer}'::text[]`),
+    roles: text("roles").array().$type<RoleName[]>().notNull().default(sql`'{customer}'::text[]`),
     // Millisecond precision, like a JS Date: the ListUsers page token carries created_at
     // through a Date, and a microsecond remainder would make the keyset skip rows.
-    createdAt: timestamp("created_at", { withTimezone: true, precision: 3 })
-      .notNull()
-      .defaultNow(),
+    createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
   },
   (t) => [
     // ListUsers reads newest first: a backward scan of this index is exactly
@@ -67,10 +53,7 @@ export const refreshTokens = pgTable(
     usedAt: timestamp("used_at", { withTimezone: true }),
     revokedAt: timestamp("revoked_at", { withTimezone: true }),
   },
-  (t) => [
-    index("refresh_tokens_family").on(t.familyId),
-    index("refresh_tokens_user").on(t.userId),
-  ],
+  (t) => [index("refresh_tokens_family").on(t.familyId), index("refresh_tokens_user").on(t.userId)],
 );
 
 export const signingKeys = pgTable("signing_keys", {

