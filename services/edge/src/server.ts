@@ -377,9 +377,13 @@ function sniff(socket: net.Socket, h1: http.Server, h2: http2.Http2Server) {
     socket.off("data", onData);
     socket.pause();
     socket.unshift(head);
-    const target = head.subarray(0, 3).toString("latin1") === "PRI" ? h2 : h1;
-    target.emit("connection", socket);
-    socket.resume();
+    if (head.subarray(0, 3).toString("latin1") === "PRI") {
+      // The HTTP/2 session reads buffered bytes itself and then takes over the handle.
+      h2.emit("connection", socket);
+    } else {
+      h1.emit("connection", socket);
+      socket.resume();
+    }
   };
   socket.on("data", onData);
   socket.on("error", () => socket.destroy());

@@ -1,0 +1,433 @@
+/**
+ * End to end: the real `npm start` (launcher, every service as its own process, its
+ * own nats-server), driven through the edge over REST, Connect and gRPC.
+ * PostgreSQL is the server in PG_URL (the machine's in CI, embedded otherwise).
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { IdentityService } from "@shopmesh/gen/shop/identity/v1/identity_pb.js";
+import { OrderService, OrderStatus } from "@shopmesh/gen/shop/orders/v1/orders_pb.js";
+import { createGrpcClient, freePort } from "@shopmesh/runtime";
+import { exportJWK, generateKeyPair, importJWK, type JWK, SignJWT, UnsecuredJWT } from "jose";
+import postgres from "postgres";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const repoRoot = new URL("../../../", import.meta.url).pathname;
+const PG_URL = process.env["PG_URL"] as string;
+let stack: ChildProcess;
+let output = "";
+let dataDir: string;
+let base: string;
+let edgePort: number;
+let startedMs = 0;
+
+const ADMIN_EMAIL = `admin-${randomUUID().slice(0, 8)}@example.com`;
+const ADMIN_PASSWORD = "admin-password-123";
+
+async function ports(n: number): Promise<number[]> {
+  const out: number[] = [];
+  while (out.length < n) {
+    const p = await freePort();
+    if (!out.includes(p)) out.push(p);
+  }
+  return out;
+}
+
+beforeAll(async () => {
+  dataDir = mkdtempSync(join(tmpdir(), "shopmesh-e2e-"));
+  const [edge, identity, catalog, orders, payments, notifications, nats] = await ports(7);
+  edgePort = edge as number;
+  base = `http://127.0.0.1:${edgePort}`;
+  const env: Record<string, string> = {
+    ...(process.env as Record<string, string>),
+    PG_URL,
+    DATA_DIR: dataDir,
+    EDGE_PORT: String(edge),
+    IDENTITY_PORT: String(identity),
+    CATALOG_PORT: String(catalog),
+    ORDERS_PORT: String(orders),
+    PAYMENTS_PORT: String(payments),
+    NOTIFICATIONS_PORT: String(notifications),
+    NATS_PORT: String(nats),
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    LOG_LEVEL: "warn",
+    RATE_LIMIT_RPS: "20",
+    RATE_LIMIT_BURST: "400",
+  };
+  delete env["NATS_URL"]; // npm start spawns its own nats-server with JetStream
+  delete env["DATABASE_URL"];
+  const t0 = performance.now();
+  stack = spawn("npm", ["start"], {
+    cwd: repoRoot,
+    env,
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+  });
+  stack.stdout?.on("data", (d: Buffer) => {
+    output += d.toString();
+  });
+  stack.stderr?.on("data", (d: Buffer) => {
+    output += d.toString();
+  });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`stack not ready in 90 s:\n${output}`)),
+      90_000,
+    );
+    const check = setInterval(() => {
+      if (output.includes("shopmesh ready")) {
+        clearInterval(check);
+        clearTimeout(timer);
+        resolve();
+      }
+    }, 100);
+    stack.once("exit", (code) => {
+      clearInterval(check);
+      clearTimeout(timer);
+      reject(new Error(`npm start exited with ${code}:\n${output}`));
+    });
+  });
+  startedMs = performance.now() - t0;
+}, 120_000);
+
+afterAll(async () => {
+  if (stack && stack.exitCode === null && stack.signalCode === null) {
+    process.kill(-(stack.pid as number), "SIGTERM");
+    await new Promise((r) => stack.once("exit", r));
+  }
+  rmSync(dataDir, { recursive: true, force: true });
+}, 30_000);
+
+async function call(
+  path: string,
+  init: {
+    method?: string;
+    body?: unknown;
+    token?: string;
+    raw?: string;
+    headers?: Record<string, string>;
+  } = {},
+) {
+  const headers: Record<string, string> = { ...init.headers };
+  if (init.token) headers["authorization"] = `Bearer ${init.token}`;
+  if (init.body !== undefined || init.raw !== undefined)
+    headers["content-type"] = "application/json";
+  const res = await fetch(`${base}${path}`, {
+    method: init.method ?? (init.body !== undefined || init.raw !== undefined ? "POST" : "GET"),
+    headers,
+    body: init.raw ?? (init.body === undefined ? undefined : JSON.stringify(init.body)),
+  });
+  const text = await res.text();
+  let json: Record<string, unknown> = {};
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = { text };
+  }
+  return { status: res.status, json, text, headers: res.headers };
+}
+
+async function register(
+  email = `u-${randomUUID().slice(0, 8)}@example.com`,
+  password = "correct horse battery",
+) {
+  const reg = await call("/v1/users", { body: { email, password, displayName: "Test User" } });
+  expect(reg.status).toBe(200);
+  const login = await call("/v1/auth/login", { body: { email, password } });
+  expect(login.status).toBe(200);
+  return {
+    email,
+    password,
+    id: reg.json["id"] as string,
+    token: login.json["accessToken"] as string,
+    refresh: login.json["refreshToken"] as string,
+  };
+}
+
+describe("npm start", () => {
+  it("is ready within 60 s", () => {
+    expect(startedMs).toBeLessThan(60_000);
+  });
+});
+
+describe("identity through the edge", () => {
+  it("register, login and GetMe give the same user over REST, Connect and gRPC", async () => {
+    const u = await register();
+    const me = await call("/v1/users/me", { token: u.token });
+    expect(me.status).toBe(200);
+    expect(me.json).toMatchObject({ id: u.id, email: u.email });
+
+    const connectJson = await call("/shop.identity.v1.IdentityService/GetMe", {
+      body: {},
+      token: u.token,
+    });
+    expect(connectJson.status).toBe(200);
+    expect((connectJson.json["user"] as Record<string, unknown>)["id"]).toBe(u.id);
+
+    const headers = { authorization: `Bearer ${u.token}` };
+    const viaConnect = createClient(
+      IdentityService,
+      createConnectTransport({ baseUrl: base, httpVersion: "1.1" }),
+    );
+    expect((await viaConnect.getMe({}, { headers })).user?.id).toBe(u.id);
+    const viaGrpc = createClient(IdentityService, createGrpcTransport({ baseUrl: base }));
+    expect((await viaGrpc.getMe({}, { headers })).user?.id).toBe(u.id);
+    // The runtime's grpc-js client speaks h2c to the edge too.
+    const grpcJs = createGrpcClient(IdentityService, `127.0.0.1:${edgePort}`);
+    expect((await grpcJs.getMe({}, { headers })).user?.email).toBe(u.email);
+    grpcJs.close();
+  });
+
+  it("answers wrong password and unknown email with identical 401 bodies", async () => {
+    const u = await register();
+    const wrong = await call("/v1/auth/login", {
+      body: { email: u.email, password: "not the password" },
+    });
+    const unknown = await call("/v1/auth/login", {
+      body: { email: `nobody-${randomUUID()}@example.com`, password: "not the password" },
+    });
+    expect(wrong.status).toBe(401);
+    expect(unknown.status).toBe(401);
+    expect(wrong.text).toBe(unknown.text);
+  });
+
+  it("rejects expired, alg-none, foreign-key and wrong-audience tokens with 401", async () => {
+    const u = await register();
+    const payload = JSON.parse(
+      Buffer.from(u.token.split(".")[1] as string, "base64url").toString(),
+    );
+    const header = JSON.parse(Buffer.from(u.token.split(".")[0] as string, "base64url").toString());
+    // identity's real signing key, read from its database, to forge near-valid tokens.
+    const db = postgres(PG_URL, { max: 1 });
+    const identityUrl = new URL(PG_URL);
+    identityUrl.pathname = "/identity";
+    const idb = postgres(identityUrl.toString(), { max: 1 });
+    const [row] = await idb`select private_jwk from signing_keys where kid = ${header.kid}`;
+    await idb.end();
+    await db.end();
+    const realKey = await importJWK(row?.["private_jwk"] as JWK, "EdDSA");
+    const sign = (
+      key: Parameters<SignJWT["sign"]>[0],
+      claims: Record<string, unknown>,
+      kid = header.kid,
+    ) => new SignJWT({ ...payload, ...claims }).setProtectedHeader({ alg: "EdDSA", kid }).sign(key);
+
+    const now = Math.floor(Date.now() / 1000);
+    const expired = await sign(realKey, { exp: now - 60, iat: now - 1000 });
+    const wrongAudience = await sign(realKey, { aud: "someone-else" });
+    const foreign = await sign((await generateKeyPair("EdDSA", { crv: "Ed25519" })).privateKey, {});
+    const none = new UnsecuredJWT(payload).encode();
+    // Sanity: the forging works, a token signed with the real key and good claims passes.
+    expect((await call("/v1/users/me", { token: await sign(realKey, {}) })).status).toBe(200);
+    for (const token of [expired, wrongAudience, foreign, none, "garbage"]) {
+      const res = await call("/v1/users/me", { token });
+      expect(res.status, token).toBe(401);
+      expect(res.json["code"]).toBe("unauthenticated");
+    }
+    expect((await call("/v1/users/me")).status).toBe(401);
+    void exportJWK;
+  });
+
+  it("forbids a customer from ListUsers (403) and lets the admin list", async () => {
+    const u = await register();
+    const res = await call("/v1/users", { token: u.token });
+    expect(res.status).toBe(403);
+    expect(res.json["code"]).toBe("permission_denied");
+    const admin = await call("/v1/auth/login", {
+      body: { email: ADMIN_EMAIL, password: ADMIN_PASSWORD },
+    });
+    expect(admin.status).toBe(200);
+    const list = await call("/v1/users?page_size=2", {
+      token: admin.json["accessToken"] as string,
+    });
+    expect(list.status).toBe(200);
+    expect((list.json["users"] as unknown[]).length).toBe(2);
+    expect(list.json["nextPageToken"]).not.toBe("");
+  });
+
+  it("revokes the whole refresh family when a rotated token is reused", async () => {
+    const u = await register();
+    const first = await call("/v1/auth/refresh", { body: { refreshToken: u.refresh } });
+    expect(first.status).toBe(200);
+    const rotated = first.json["refreshToken"] as string;
+    const reuse = await call("/v1/auth/refresh", { body: { refreshToken: u.refresh } });
+    expect(reuse.status).toBe(401);
+    const afterRevoke = await call("/v1/auth/refresh", { body: { refreshToken: rotated } });
+    expect(afterRevoke.status).toBe(401);
+  });
+
+  it("answers bad input with the right status and a message naming the problem", async () => {
+    const u = await register();
+    const dup = await call("/v1/users", {
+      body: { email: u.email.toUpperCase(), password: "another password 1" },
+    });
+    expect(dup.status).toBe(409);
+    expect(dup.json["code"]).toBe("already_exists");
+    const badEmail = await call("/v1/users", {
+      body: { email: "not-an-email", password: "long enough pw" },
+    });
+    expect(badEmail.status).toBe(400);
+    expect(badEmail.json["message"]).toContain("email");
+    const shortPw = await call("/v1/users", {
+      body: { email: `s-${randomUUID()}@example.com`, password: "short" },
+    });
+    expect(shortPw.status).toBe(400);
+    expect(shortPw.json["message"]).toContain("password");
+    const malformed = await call("/v1/users", { raw: "{not json" });
+    expect(malformed.status).toBe(400);
+    expect(malformed.json["message"]).toMatch(/JSON/);
+    const big = await call("/v1/users", {
+      raw: JSON.stringify({ email: "a@b.co", password: "x".repeat(2 * 1024 * 1024) }),
+    });
+    expect(big.status).toBe(413);
+    const unknownProduct = await call(`/v1/products/${randomUUID()}`);
+    expect(unknownProduct.status).toBe(404);
+    expect(unknownProduct.json["code"]).toBe("not_found");
+    const wrongVerb = await call("/v1/auth/login", { method: "GET" });
+    expect(wrongVerb.status).toBe(405);
+    // And the stack keeps serving.
+    expect((await call("/v1/products?page_size=1")).status).toBe(200);
+  });
+});
+
+describe("catalog through the edge", () => {
+  it("lists the seeded demo catalog with paging and gets one product", async () => {
+    const page1 = await call("/v1/products?page_size=5");
+    expect(page1.status).toBe(200);
+    const products = page1.json["products"] as Record<string, unknown>[];
+    expect(products).toHaveLength(5);
+    const page2 = await call(
+      `/v1/products?pageSize=5&pageToken=${encodeURIComponent(page1.json["nextPageToken"] as string)}`,
+    );
+    const ids = new Set(
+      [...products, ...(page2.json["products"] as Record<string, unknown>[])].map((p) => p["id"]),
+    );
+    expect(ids.size).toBe(10);
+    const one = await call(`/v1/products/${products[0]?.["id"]}`);
+    expect(one.status).toBe(200);
+    expect(one.json).toMatchObject({ id: products[0]?.["id"], sku: products[0]?.["sku"] });
+    expect((one.json["price"] as Record<string, unknown>)["currencyCode"]).toBe("USD");
+  });
+});
+
+describe("API documents", () => {
+  it("serves OpenAPI 3 listing every REST path, the docs page and the JWKS", async () => {
+    const doc = await call("/openapi.json");
+    expect(doc.status).toBe(200);
+    expect(String(doc.json["openapi"])).toMatch(/^3\./);
+    const paths = Object.keys(doc.json["paths"] as object);
+    for (const p of [
+      "/v1/users",
+      "/v1/auth/login",
+      "/v1/auth/refresh",
+      "/v1/users/me",
+      "/v1/products",
+      "/v1/orders",
+      "/v1/payments",
+      "/v1/notifications",
+    ]) {
+      expect(paths).toContain(p);
+    }
+    const docs = await fetch(`${base}/docs`);
+    expect(docs.headers.get("content-type")).toMatch(/text\/html/);
+    expect(await docs.text()).toContain("/openapi.json");
+    const jwks = await call("/.well-known/jwks.json");
+    expect((jwks.json["keys"] as JWK[])[0]).toMatchObject({
+      kty: "OKP",
+      crv: "Ed25519",
+      alg: "EdDSA",
+    });
+    expect((await call("/healthz")).status).toBe(200);
+    expect((await call("/readyz")).status).toBe(200);
+  });
+});
+
+describe("edge protections", () => {
+  it("answers CORS preflights and exposes the headers clients need", async () => {
+    const res = await fetch(`${base}/v1/products`, {
+      method: "OPTIONS",
+      headers: { origin: "http://shop.example", "access-control-request-method": "GET" },
+    });
+    expect(res.status).toBe(204);
+    expect(res.headers.get("access-control-allow-origin")).toBe("*");
+    expect(res.headers.get("access-control-allow-headers")).toContain("authorization");
+  });
+
+  it("echoes x-request-id, or makes one", async () => {
+    const given = await call("/healthz", { headers: { "x-request-id": "req-123" } });
+    expect(given.headers.get("x-request-id")).toBe("req-123");
+    expect((await call("/healthz")).headers.get("x-request-id")).toMatch(/[0-9a-f-]{36}/);
+  });
+
+  it("rate-limits a client with 429 and Retry-After", async () => {
+    const results = await Promise.all(
+      Array.from({ length: 500 }, () => call("/v1/products?page_size=1")),
+    );
+    const limited = results.filter((r) => r.status === 429);
+    expect(limited.length).toBeGreaterThan(0);
+    expect(Number(limited[0]?.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    expect(limited[0]?.json["code"]).toBe("resource_exhausted");
+  });
+});
+
+describe("the saga through the edge", () => {
+  it("places an order with tok_visa and sees it CONFIRMED", async () => {
+    await new Promise((r) => setTimeout(r, 1_200)); // let the rate-limit bucket refill
+    const u = await register();
+    const list = await call("/v1/products?page_size=20");
+    const product = (list.json["products"] as Record<string, unknown>[]).find(
+      (p) => Number(p["stock"]) > 100,
+    );
+    expect(product).toBeDefined();
+    const placed = await call("/v1/orders", {
+      token: u.token,
+      body: { items: [{ productId: product?.["id"], quantity: 2 }], paymentToken: "tok_visa" },
+      headers: { "idempotency-key": `k-${randomUUID()}` },
+    });
+    expect(placed.status).toBe(200);
+    const orderId = placed.json["id"] as string;
+    const orders = createClient(
+      OrderService,
+      createConnectTransport({ baseUrl: base, httpVersion: "1.1" }),
+    );
+    await expect
+      .poll(
+        async () =>
+          (await orders.getOrder({ orderId }, { headers: { authorization: `Bearer ${u.token}` } }))
+            .order?.status,
+        { timeout: 15_000, interval: 200 },
+      )
+      .toBe(OrderStatus.CONFIRMED);
+  });
+});
+
+describe("stopping", () => {
+  it("stops on Ctrl-C and leaves no process behind", async () => {
+    const stackFile = JSON.parse(readFileSync(join(dataDir, "stack.json"), "utf8")) as {
+      services: { pid: number }[];
+      nats?: { pid?: number };
+    };
+    const pids = [...stackFile.services.map((p) => p.pid), stackFile.nats?.pid ?? 0].filter(
+      (p) => p > 0,
+    );
+    expect(pids.length).toBeGreaterThanOrEqual(6);
+    // Ctrl-C in a terminal: SIGINT to the whole foreground process group.
+    process.kill(-(stack.pid as number), "SIGINT");
+    await new Promise((r) => stack.once("exit", r));
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    await expect.poll(() => pids.filter(alive), { timeout: 10_000 }).toEqual([]);
+  }, 30_000);
+});
