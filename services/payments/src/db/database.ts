@@ -1,0 +1,22 @@
+/**
+ * `openPaymentsDatabase`: the payments database with its schema, migrations applied
+ * (under the runtime's advisory lock). Shared by main.ts and the tests so both run
+ * exactly the committed migrations.
+ */
+import { fileURLToPath } from "node:url";
+import { type Database, type Db, openDatabase } from "@shopmesh/runtime/db.js";
+import type { Logger } from "@shopmesh/runtime/logger.js";
+import * as schema from "./schema.js";
+
+export type PaymentsSchema = typeof schema;
+export type PaymentsDb = Db<PaymentsSchema>;
+export type PaymentsDatabase = Database<PaymentsSchema>;
+
+export const MIGRATIONS_FOLDER = fileURLToPath(new URL("./migrations", import.meta.url));
+
+export function openPaymentsDatabase(
+  url: string,
+  options: { max?: number; logger?: Logger } = {},
+): Promise<PaymentsDatabase> {
+  return openDatabase({ url, schema, migrationsFolder: MIGRATIONS_FOLDER, ...options });
+}
