@@ -29,6 +29,7 @@ import {
 import { sql } from "drizzle-orm";
 import { pgTable, primaryKey, text, timestamp, uuid } from "drizzle-orm/pg-core";
 import type postgres from "postgres";
+import { type CallContext, runWithCall } from "./context.js";
 import type { Logger } from "./logger.js";
 import type { Tx } from "./outbox.js";
 
@@ -273,6 +274,14 @@ export interface EventMessage {
   deliveryCount: number;
 }
 
+/**
+ * Thrown by a handler for a message that can never succeed (undecodable payload,
+ * impossible content): it goes to the dead-letter stream at once, without retries.
+ */
+export class PermanentEventError extends Error {
+  override name = "PermanentEventError";
+}
+
 export interface Consumer {
   stop(): Promise<void>;
 }
@@ -322,16 +331,19 @@ export async function startConsumer(options: {
     busCounters.delivered++;
     if (deliveryCount > 1) busCounters.redelivered++;
     try {
-      await handler({
+      const message: EventMessage = {
         subject: m.subject,
         data: m.data,
         eventId: headers["Nats-Msg-Id"] ?? `${STREAM}-${m.seq}`,
         headers,
         deliveryCount,
-      });
+      };
+      // The handler runs in a context carrying the message's trace and request headers,
+      // so events it writes (enqueueEvent) and calls it makes continue the same trace.
+      await runWithCall(eventContext(message, log), () => handler(message));
       m.ack();
     } catch (err) {
-      if (deliveryCount >= maxDeliver) {
+      if (deliveryCount >= maxDeliver || err instanceof PermanentEventError) {
         await deadLetter(bus, durable, m, err);
         busCounters.deadLettered++;
         log.error({ err, subject: m.subject, seq: m.seq, deliveryCount }, "dead-lettered event");
@@ -374,6 +386,19 @@ export async function startConsumer(options: {
       await current?.close();
       await running;
     },
+  };
+}
+
+function eventContext(m: EventMessage, logger: Logger): CallContext {
+  const lower = new Map(Object.entries(m.headers).map(([k, v]) => [k.toLowerCase(), v]));
+  const requestId = lower.get("x-request-id") ?? m.eventId;
+  return {
+    method: `event:${m.subject}`,
+    deadline: undefined,
+    signal: new AbortController().signal,
+    requestId,
+    logger: logger.child({ subject: m.subject, event_id: m.eventId, request_id: requestId }),
+    header: (name) => lower.get(name.toLowerCase()),
   };
 }
 

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { fromBinary } from "@bufbuild/protobuf";
+import { headers as natsHeaders } from "@nats-io/transport-node";
 import { UserRegisteredSchema } from "@shopmesh/gen/shop/identity/v1/events_pb.js";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -21,6 +22,7 @@ import {
   enqueueEvent,
   freePort,
   openDatabase,
+  PermanentEventError,
   processOnce,
   startConsumer,
   startOutboxRelay,
@@ -99,6 +101,49 @@ describe("outbox relay and consumer", () => {
     await consumer.stop();
     await relay.stop();
     await bus.jsm.consumers.delete("SHOP", consumerName);
+  });
+
+  it("dead-letters a message the handler calls permanent at once, and carries trace headers", async () => {
+    const durable = `q-${randomBytes(3).toString("hex")}`;
+    const seen: { deliveries: number; traceparent: string | undefined; outboxHeaders?: unknown }[] =
+      [];
+    const consumer = await startConsumer({
+      bus,
+      durable,
+      subject: `${topic}.permanent`,
+      logger,
+      handler: async (m) => {
+        let outboxId = "";
+        await database.db.transaction(async (tx) => {
+          outboxId = await enqueueEvent(tx, `${topic}.followup`, UserRegisteredSchema, {
+            userId: "f",
+          });
+        });
+        const [row] = await database.sql`select headers from outbox where id = ${outboxId}`;
+        seen.push({
+          deliveries: m.deliveryCount,
+          traceparent: m.headers["traceparent"],
+          outboxHeaders: row?.["headers"],
+        });
+        throw new PermanentEventError("cannot ever work");
+      },
+    });
+    const h = natsHeaders();
+    h.set("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    await bus.js.publish(`${topic}.permanent`, new Uint8Array([1]), {
+      msgID: `perm-${durable}`,
+      headers: h,
+    });
+    await expect.poll(() => seen.length, { timeout: 10_000 }).toBe(1);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(seen).toHaveLength(1); // no redelivery
+    expect(seen[0]?.outboxHeaders).toMatchObject({
+      traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    });
+    const dlq = await bus.jsm.streams.getMessage("SHOP_DLQ", { last_by_subj: `dlq.${durable}` });
+    expect(dlq?.header.get("Shop-Error")).toBe("cannot ever work");
+    await consumer.stop();
+    await bus.jsm.consumers.delete("SHOP", durable);
   });
 
   it("applies an event's effect once however often it is delivered (inbox)", async () => {

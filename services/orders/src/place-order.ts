@@ -1,0 +1,184 @@
+/**
+ * `placeOrder`: the first step of the order saga, for an authenticated caller.
+ *
+ *   1. idempotency: an order already placed with (user, key) is returned as it is;
+ *   2. identity GetUser — the user exists (called with the caller's own token);
+ *   3. catalog ReserveStock — stock taken, lines priced by the catalog;
+ *   4. one transaction: order PENDING_PAYMENT + items + history + OrderPlaced.
+ *
+ * Payment follows asynchronously (payments consumes OrderPlaced). Each step that can
+ * fail after the reservation undoes it right there (ReleaseStock).
+ */
+import { randomUUID } from "node:crypto";
+import type { ReservedLine } from "@shopmesh/gen/shop/catalog/v1/inventory_pb.js";
+import { OrderPlacedSchema } from "@shopmesh/gen/shop/orders/v1/events_pb.js";
+import type { PlaceOrderRequest } from "@shopmesh/gen/shop/orders/v1/orders_pb.js";
+import type { Claims } from "@shopmesh/runtime/auth.js";
+import { FailedPreconditionError } from "@shopmesh/runtime/errors.js";
+import type { Logger } from "@shopmesh/runtime/logger.js";
+import { enqueueEvent } from "@shopmesh/runtime/outbox.js";
+import { and, eq } from "drizzle-orm";
+import type { OrdersDb } from "./db/database.js";
+import { type OrderItemRow, orderHistory, orderItems, orders } from "./db/schema.js";
+import {
+  fromDownstream,
+  type IdentityClient,
+  type InventoryClient,
+  outcomeUnknown,
+  releaseStock,
+} from "./downstream.js";
+import { itemToProto, loadOrderView, type OrderView } from "./order-view.js";
+import { ORDER_PLACED } from "./state-machine.js";
+
+export interface PlaceOrderDeps {
+  db: OrdersDb;
+  identity: IdentityClient;
+  inventory: InventoryClient;
+}
+
+const IDEMPOTENCY_CONSTRAINT = "orders_user_idempotency_key";
+
+export async function placeOrder(
+  deps: PlaceOrderDeps,
+  claims: Claims,
+  req: PlaceOrderRequest,
+  logger: Logger,
+): Promise<OrderView> {
+  const { db } = deps;
+  const userId = claims.sub.toLowerCase();
+  const key = req.idempotencyKey === "" ? undefined : req.idempotencyKey;
+
+  // 1. A retry of an order already placed: no second reservation, no second charge.
+  if (key !== undefined) {
+    const existing = await findByKey(db, userId, key);
+    if (existing !== undefined) return existing;
+  }
+  const orderId = randomUUID();
+
+  // 2. The user exists. The runtime client forwards the caller's token, so identity
+  //    answers as it would to the user (GetUser allows the user themself).
+  try {
+    await deps.identity.getUser({ userId });
+  } catch (err) {
+    throw fromDownstream("identity", err);
+  }
+
+  // 3. Reserve stock. All or nothing at the catalog; the order id makes it idempotent,
+  //    so the client's retry on UNAVAILABLE cannot reserve twice.
+  let lines: ReservedLine[];
+  try {
+    const reservation = await deps.inventory.reserveStock({
+      orderId,
+      items: req.items.map((i) => ({ productId: i.productId, quantity: i.quantity })),
+    });
+    lines = reservation.lines;
+  } catch (err) {
+    // Compensation when the outcome is unknown (deadline passed, connection lost):
+    // the catalog may have committed the reservation after all. Releasing is a no-op
+    // when it did not.
+    if (outcomeUnknown(err)) await releaseQuietly(deps.inventory, orderId, logger);
+    throw fromDownstream("catalog", err);
+  }
+
+  // 4. Record the order. From here on the stock is held for `orderId`: any failure
+  //    gives it back before the error goes to the caller.
+  try {
+    const priced = priceLines(lines);
+    return await db.transaction(async (tx) => {
+      const [order] = await tx
+        .insert(orders)
+        .values({
+          id: orderId,
+          userId,
+          status: "PENDING_PAYMENT",
+          totalAmount: priced.total,
+          currencyCode: priced.currencyCode,
+          idempotencyKey: key,
+        })
+        .returning();
+      if (order === undefined) throw new Error("insert returned no order");
+      const items = priced.items.map((i) => ({ ...i, orderId }));
+      await tx.insert(orderItems).values(items);
+      await tx.insert(orderHistory).values({ orderId, status: "PENDING_PAYMENT" });
+      await enqueueEvent(tx, ORDER_PLACED, OrderPlacedSchema, {
+        orderId,
+        userId,
+        items: items.map((i) => itemToProto(i, priced.currencyCode)),
+        total: { currencyCode: priced.currencyCode, amount: priced.total },
+        paymentToken: req.paymentToken,
+      });
+      return loadOrderView(tx, order);
+    });
+  } catch (err) {
+    // Compensation of step 3: no order was written, so the stock goes back.
+    await releaseQuietly(deps.inventory, orderId, logger);
+    if (key !== undefined && isConstraintViolation(err, IDEMPOTENCY_CONSTRAINT)) {
+      // A concurrent PlaceOrder with the same key committed first: this call is a
+      // retry of that one and gets its order.
+      const winner = await findByKey(db, userId, key);
+      if (winner !== undefined) return winner;
+    }
+    throw err;
+  }
+}
+
+async function findByKey(db: OrdersDb, userId: string, key: string) {
+  const [row] = await db
+    .select()
+    .from(orders)
+    .where(and(eq(orders.userId, userId), eq(orders.idempotencyKey, key)));
+  return row === undefined ? undefined : loadOrderView(db, row);
+}
+
+type PricedItem = Omit<OrderItemRow, "orderId">;
+
+/** Order lines and total from the catalog's reservation; the client sends no prices. */
+function priceLines(lines: ReservedLine[]) {
+  const currencies = [...new Set(lines.map((l) => l.unitPrice?.currencyCode ?? ""))];
+  const currencyCode = currencies[0];
+  if (currencies.length !== 1 || currencyCode === undefined || currencyCode === "") {
+    throw new FailedPreconditionError(
+      `the items are priced in different currencies (${currencies.join(", ")}); order them separately`,
+    );
+  }
+  const items: PricedItem[] = lines.map((l, position) => {
+    const unit = l.unitPrice?.amount ?? 0n;
+    return {
+      position,
+      productId: l.productId,
+      sku: l.sku,
+      name: l.name,
+      quantity: l.quantity,
+      unitPriceAmount: unit,
+      lineTotalAmount: unit * BigInt(l.quantity),
+    };
+  });
+  const total = items.reduce((sum, i) => sum + i.lineTotalAmount, 0n);
+  return { currencyCode, items, total };
+}
+
+/**
+ * ReleaseStock on a path that is already failing: the original error is what the
+ * caller needs to see. A failed release leaves units reserved for an order that does
+ * not exist; the log line names the order so the stock can be released by hand.
+ */
+async function releaseQuietly(inventory: InventoryClient, orderId: string, logger: Logger) {
+  try {
+    await releaseStock(inventory, orderId);
+  } catch (err) {
+    logger.error(
+      { err, order_id: orderId },
+      "compensation failed: ReleaseStock for an order that was not placed; stock stays reserved",
+    );
+  }
+}
+
+/** Postgres unique violation (23505) on `constraint`, through drizzle's error wrapping. */
+function isConstraintViolation(err: unknown, constraint: string): boolean {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 5; depth++) {
+    const { code, constraint_name } = e as { code?: unknown; constraint_name?: unknown };
+    if (code === "23505" && constraint_name === constraint) return true;
+    e = e.cause;
+  }
+  return false;
+}

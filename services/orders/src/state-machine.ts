@@ -1,0 +1,129 @@
+/**
+ * The order state machine — orders owns it in the choreography saga:
+ *
+ *   PENDING_PAYMENT ──PaymentSucceeded──▶ CONFIRMED
+ *         │                                   │
+ *         └──PaymentFailed / CancelOrder──▶ CANCELLED ◀──CancelOrder──┘   (final)
+ *
+ * Every transition here runs inside the caller's transaction on a row locked with
+ * `lockOrder`, writes the status, one history entry and the event that announces it
+ * (outbox) together: either all of it commits or none of it does.
+ */
+import {
+  OrderCancelledSchema,
+  OrderConfirmedSchema,
+} from "@shopmesh/gen/shop/orders/v1/events_pb.js";
+import { enqueueEvent, type Tx } from "@shopmesh/runtime/outbox.js";
+import { eq, sql } from "drizzle-orm";
+import { type OrderRow, type OrderStatusName, orderHistory, orders } from "./db/schema.js";
+import { type InventoryClient, releaseStock } from "./downstream.js";
+
+export const ORDER_PLACED = "shop.orders.order_placed";
+export const ORDER_CONFIRMED = "shop.orders.order_confirmed";
+export const ORDER_CANCELLED = "shop.orders.order_cancelled";
+
+/** Which status may follow which. CANCELLED is final. */
+const NEXT: Record<OrderStatusName, readonly OrderStatusName[]> = {
+  PENDING_PAYMENT: ["CONFIRMED", "CANCELLED"],
+  CONFIRMED: ["CANCELLED"],
+  CANCELLED: [],
+};
+
+export function canMove(from: OrderStatusName, to: OrderStatusName): boolean {
+  return NEXT[from].includes(to);
+}
+
+/** Writes the new status and its history entry. The caller holds the row lock. */
+async function moveTo(
+  tx: Tx,
+  order: OrderRow,
+  to: OrderStatusName,
+  reason: string,
+  set: Partial<Pick<OrderRow, "paymentId" | "cancelReason">> = {},
+): Promise<OrderRow> {
+  if (!canMove(order.status, to)) {
+    throw new Error(`order ${order.id}: no transition ${order.status} -> ${to}`);
+  }
+  const [row] = await tx
+    .update(orders)
+    .set({ ...set, status: to, updatedAt: sql`now()` })
+    .where(eq(orders.id, order.id))
+    .returning();
+  if (row === undefined) throw new Error(`locked order ${order.id} vanished`);
+  await tx.insert(orderHistory).values({ orderId: order.id, status: to, reason });
+  return row;
+}
+
+/**
+ * Headers the event that caused a transition carried (trace context, request id),
+ * passed on to the event it emits so one trace spans the saga. Within an RPC,
+ * enqueueEvent takes them from the call itself.
+ */
+export type CausingHeaders = Record<string, string>;
+
+/** PENDING_PAYMENT → CONFIRMED with the captured payment, and OrderConfirmed. */
+export async function confirmOrder(
+  tx: Tx,
+  order: OrderRow,
+  paymentId: string,
+  headers: CausingHeaders = {},
+): Promise<OrderRow> {
+  const confirmed = await moveTo(tx, order, "CONFIRMED", "payment captured", { paymentId });
+  await enqueueEvent(
+    tx,
+    ORDER_CONFIRMED,
+    OrderConfirmedSchema,
+    {
+      orderId: order.id,
+      userId: order.userId,
+      total: { currencyCode: order.currencyCode, amount: order.totalAmount },
+      paymentId,
+    },
+    headers,
+  );
+  return confirmed;
+}
+
+/**
+ * PENDING_PAYMENT or CONFIRMED → CANCELLED, and OrderCancelled (payments refunds a
+ * captured payment on it).
+ *
+ * Compensation of ReserveStock: the stock goes back to the catalog first, while the
+ * row lock is held and before the status changes. If the catalog cannot be reached
+ * the whole transaction rolls back — the order stays as it was and the caller (a
+ * user retrying, or the bus redelivering PaymentFailed) tries again; releasing is
+ * idempotent, so a retry after a lost answer is harmless. Releasing under the lock
+ * also means stock is never returned for an order that a concurrent payment event
+ * confirmed meanwhile.
+ */
+export async function cancelOrder(
+  tx: Tx,
+  inventory: InventoryClient,
+  order: OrderRow,
+  reason: string,
+  headers: CausingHeaders = {},
+): Promise<OrderRow> {
+  await releaseStock(inventory, order.id);
+  const cancelled = await moveTo(tx, order, "CANCELLED", reason, { cancelReason: reason });
+  await enqueueEvent(
+    tx,
+    ORDER_CANCELLED,
+    OrderCancelledSchema,
+    {
+      orderId: order.id,
+      userId: order.userId,
+      reason,
+      wasConfirmed: order.status === "CONFIRMED",
+    },
+    headers,
+  );
+  return cancelled;
+}
+
+/** A refund went through: noted in the history; the status (CANCELLED) stays. */
+export async function noteRefund(tx: Tx, order: OrderRow): Promise<void> {
+  await tx
+    .insert(orderHistory)
+    .values({ orderId: order.id, status: order.status, reason: "payment refunded" });
+  await tx.update(orders).set({ updatedAt: sql`now()` }).where(eq(orders.id, order.id));
+}

@@ -1,0 +1,259 @@
+/**
+ * PlaceOrder over real gRPC, against the real identity and catalog and a real
+ * database and JetStream: pricing from the catalog, OrderPlaced through the outbox
+ * to the bus, idempotency (also under concurrency), and failures that write nothing.
+ */
+
+import { OrderStatus } from "@shopmesh/gen/shop/orders/v1/orders_pb.js";
+import { Code } from "@shopmesh/runtime/errors.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ORDER_PLACED } from "../src/state-machine.js";
+import { bearer, rpcError, type Stack, startStack } from "./harness.js";
+
+let s: Stack;
+beforeAll(async () => {
+  s = await startStack();
+});
+afterAll(async () => {
+  await s?.stop();
+});
+
+describe("PlaceOrder", () => {
+  it("leaves the order PENDING_PAYMENT, priced by the catalog, and publishes OrderPlaced", async () => {
+    const { userId, auth } = await s.customer();
+    const mug = await s.insertProduct({ name: "Mug", priceAmount: 1250n, stock: 5 });
+    const tee = await s.insertProduct({ name: "Tee", priceAmount: 1999n, stock: 3 });
+
+    const { order } = await s.client.placeOrder(
+      {
+        items: [
+          { productId: mug.id, quantity: 2 },
+          { productId: tee.id, quantity: 1 },
+        ],
+        paymentToken: "tok_visa",
+      },
+      auth,
+    );
+
+    expect(order?.status).toBe(OrderStatus.PENDING_PAYMENT);
+    expect(order?.userId).toBe(userId);
+    expect(order?.items).toMatchObject([
+      {
+        productId: mug.id,
+        sku: mug.sku,
+        name: "Mug",
+        quantity: 2,
+        unitPrice: { currencyCode: "USD", amount: 1250n },
+        lineTotal: { currencyCode: "USD", amount: 2500n },
+      },
+      {
+        productId: tee.id,
+        sku: tee.sku,
+        name: "Tee",
+        quantity: 1,
+        unitPrice: { currencyCode: "USD", amount: 1999n },
+        lineTotal: { currencyCode: "USD", amount: 1999n },
+      },
+    ]);
+    expect(order?.total).toMatchObject({ currencyCode: "USD", amount: 4499n });
+    expect(order?.history.map((h) => h.status)).toEqual([OrderStatus.PENDING_PAYMENT]);
+    expect(order?.paymentId).toBe("");
+    expect(await s.stockOf(mug.id)).toBe(3);
+    expect(await s.stockOf(tee.id)).toBe(2);
+
+    const id = order?.id ?? "";
+    const [placed, ...more] = await s.outboxEventsOf(id, ORDER_PLACED);
+    expect(more).toHaveLength(0);
+    expect(placed?.event).toMatchObject({
+      orderId: id,
+      userId,
+      total: { currencyCode: "USD", amount: 4499n },
+      paymentToken: "tok_visa",
+      items: [
+        { productId: mug.id, quantity: 2, lineTotal: { amount: 2500n } },
+        { productId: tee.id, quantity: 1, lineTotal: { amount: 1999n } },
+      ],
+    });
+    expect(placed?.event.eventId).toBe(placed?.row.id);
+
+    // Through the relay to JetStream, and read back by a durable consumer.
+    await expect
+      .poll(() => s.publishedEventsOf(id, ORDER_PLACED).length, { timeout: 10_000 })
+      .toBe(1);
+    const [onBus] = s.publishedEventsOf(id, ORDER_PLACED);
+    expect(onBus?.eventId).toBe(placed?.row.id);
+    expect(onBus?.event.total?.amount).toBe(4499n);
+  });
+
+  it("returns the first order for a repeated idempotency key, reserving once", async () => {
+    const { userId, auth } = await s.customer();
+    const p = await s.insertProduct({ stock: 10 });
+    const req = {
+      items: [{ productId: p.id, quantity: 3 }],
+      paymentToken: "tok_visa",
+      idempotencyKey: "checkout-1",
+    };
+    const first = await s.client.placeOrder(req, auth);
+    const again = await s.client.placeOrder(req, auth);
+    expect(again.order?.id).toBe(first.order?.id);
+    expect(await s.stockOf(p.id)).toBe(7);
+    expect(await s.orderRowsOf(userId)).toHaveLength(1);
+    expect(await s.outboxEventsOf(first.order?.id ?? "", ORDER_PLACED)).toHaveLength(1);
+
+    // The key is per user: another user's same key is another order.
+    const other = await s.customer();
+    const theirs = await s.client.placeOrder(req, other.auth);
+    expect(theirs.order?.id).not.toBe(first.order?.id);
+    expect(await s.stockOf(p.id)).toBe(4);
+  });
+
+  it("places one order for concurrent requests with the same key; losers release their stock", async () => {
+    const { userId, auth } = await s.customer();
+    const p = await s.insertProduct({ stock: 20 });
+    const req = {
+      items: [{ productId: p.id, quantity: 2 }],
+      paymentToken: "tok_visa",
+      idempotencyKey: "double-click",
+    };
+    const results = await Promise.all(
+      Array.from({ length: 6 }, () => s.client.placeOrder(req, auth)),
+    );
+    const ids = new Set(results.map((r) => r.order?.id));
+    expect(ids.size).toBe(1);
+    const [id] = [...ids];
+    expect(await s.orderRowsOf(userId)).toHaveLength(1);
+    expect(await s.outboxEventsOf(id ?? "", ORDER_PLACED)).toHaveLength(1);
+    // Requests that raced past the first lookup reserved under their own order id,
+    // lost on the unique key and released: only the winner's reservation is held.
+    expect(await s.heldReservations(p.id)).toEqual([id]);
+    expect((await s.releasedReservations(p.id)).length).toBeGreaterThan(0);
+    expect(await s.stockOf(p.id)).toBe(18);
+  });
+
+  it("answers NOT_FOUND for an unknown product and writes nothing", async () => {
+    const { userId, auth } = await s.customer();
+    const p = await s.insertProduct({ stock: 5 });
+    const missing = "00000000-0000-4000-8000-000000000000";
+    const outboxBefore = await s.outboxCount();
+    const err = await rpcError(
+      s.client.placeOrder(
+        {
+          items: [
+            { productId: p.id, quantity: 1 },
+            { productId: missing, quantity: 1 },
+          ],
+          paymentToken: "tok_visa",
+        },
+        auth,
+      ),
+    );
+    expect(err.code).toBe(Code.NOT_FOUND);
+    expect(err.message).toBe(`product ${missing} not found`);
+    expect(await s.orderRowsOf(userId)).toHaveLength(0);
+    expect(await s.outboxCount()).toBe(outboxBefore);
+    expect(await s.stockOf(p.id)).toBe(5);
+    expect(await s.heldReservations(p.id)).toEqual([]);
+  });
+
+  it("answers FAILED_PRECONDITION for more than in stock and writes nothing", async () => {
+    const { userId, auth } = await s.customer();
+    const p = await s.insertProduct({ stock: 2 });
+    const outboxBefore = await s.outboxCount();
+    const err = await rpcError(
+      s.client.placeOrder(
+        { items: [{ productId: p.id, quantity: 3 }], paymentToken: "tok_visa" },
+        auth,
+      ),
+    );
+    expect(err.code).toBe(Code.FAILED_PRECONDITION);
+    expect(err.message).toBe(`insufficient stock for ${p.sku} (${p.id}): requested 3, available 2`);
+    expect(await s.orderRowsOf(userId)).toHaveLength(0);
+    expect(await s.outboxCount()).toBe(outboxBefore);
+    expect(await s.stockOf(p.id)).toBe(2);
+  });
+
+  it("answers INVALID_ARGUMENT for quantity 0, before reserving anything", async () => {
+    const { userId, auth } = await s.customer();
+    const p = await s.insertProduct({ stock: 2 });
+    const err = await rpcError(
+      s.client.placeOrder(
+        { items: [{ productId: p.id, quantity: 0 }], paymentToken: "tok_visa" },
+        auth,
+      ),
+    );
+    expect(err.code).toBe(Code.INVALID_ARGUMENT);
+    expect(err.message).toContain("quantity");
+    expect(await s.orderRowsOf(userId)).toHaveLength(0);
+    expect(await s.heldReservations(p.id)).toEqual([]);
+  });
+
+  it("refuses lines in different currencies and gives the reserved stock back", async () => {
+    const { userId, auth } = await s.customer();
+    const usd = await s.insertProduct({ stock: 4, currencyCode: "USD" });
+    const eur = await s.insertProduct({ stock: 4, currencyCode: "EUR" });
+    const err = await rpcError(
+      s.client.placeOrder(
+        {
+          items: [
+            { productId: usd.id, quantity: 1 },
+            { productId: eur.id, quantity: 1 },
+          ],
+          paymentToken: "tok_visa",
+        },
+        auth,
+      ),
+    );
+    expect(err.code).toBe(Code.FAILED_PRECONDITION);
+    expect(err.message).toMatch(/different currencies \((USD, EUR|EUR, USD)\)/);
+    expect(await s.orderRowsOf(userId)).toHaveLength(0);
+    // The catalog had reserved both lines; the compensation released them.
+    expect(await s.stockOf(usd.id)).toBe(4);
+    expect(await s.stockOf(eur.id)).toBe(4);
+    expect(await s.heldReservations(usd.id)).toEqual([]);
+  });
+
+  it("answers NOT_FOUND when identity no longer knows the user, before reserving", async () => {
+    const { userId, auth } = await s.customer();
+    const p = await s.insertProduct({ stock: 2 });
+    await s.deleteUser(userId);
+    const err = await rpcError(
+      s.client.placeOrder(
+        { items: [{ productId: p.id, quantity: 1 }], paymentToken: "tok_visa" },
+        auth,
+      ),
+    );
+    expect(err.code).toBe(Code.NOT_FOUND);
+    expect(err.message).toBe(`user ${userId} not found`);
+    expect(await s.stockOf(p.id)).toBe(2);
+    expect(await s.orderRowsOf(userId)).toHaveLength(0);
+  });
+
+  it("answers UNAVAILABLE while the catalog is down, and writes nothing", async () => {
+    const { userId, auth } = await s.customer();
+    const p = await s.insertProduct({ stock: 2 });
+    await s.catalogDown();
+    try {
+      const err = await rpcError(
+        s.client.placeOrder(
+          { items: [{ productId: p.id, quantity: 1 }], paymentToken: "tok_visa" },
+          auth,
+        ),
+      );
+      expect(err.code).toBe(Code.UNAVAILABLE);
+      expect(err.message).toBe("catalog is unavailable; try again");
+    } finally {
+      await s.catalogUp();
+    }
+    expect(await s.orderRowsOf(userId)).toHaveLength(0);
+    expect(await s.stockOf(p.id)).toBe(2);
+  });
+
+  it("answers UNAUTHENTICATED without a token or with a forged one", async () => {
+    const p = await s.insertProduct({ stock: 2 });
+    const req = { items: [{ productId: p.id, quantity: 1 }], paymentToken: "tok_visa" };
+    expect((await rpcError(s.client.placeOrder(req))).code).toBe(Code.UNAUTHENTICATED);
+    const forged = bearer("eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ4In0.c2ln");
+    expect((await rpcError(s.client.placeOrder(req, forged))).code).toBe(Code.UNAUTHENTICATED);
+    expect(await s.stockOf(p.id)).toBe(2);
+  });
+});
