@@ -1,10 +1,12 @@
 /**
- * End to end: the real `npm start` (launcher, every service as its own process, its
- * own nats-server), driven through the edge over REST, Connect and gRPC.
- * PostgreSQL is the server in PG_URL (the machine's in CI, embedded otherwise).
+ * End to end: the real `npm start` (the launcher, every service its own process),
+ * driven through the edge over REST, Connect and gRPC; then the saga under faults
+ * (payments and the NATS server SIGKILLed mid-load). PostgreSQL is the server in
+ * PG_URL (the machine's in CI, embedded otherwise), with fresh databases (DB_PREFIX);
+ * NATS is a nats-server with JetStream this test starts, so it can kill it.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,13 +14,31 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { IdentityService } from "@shopmesh/gen/shop/identity/v1/identity_pb.js";
 import { OrderService, OrderStatus } from "@shopmesh/gen/shop/orders/v1/orders_pb.js";
-import { createGrpcClient, freePort } from "@shopmesh/runtime";
+import { createGrpcClient, dropServiceDatabase, freePort } from "@shopmesh/runtime";
 import { exportJWK, generateKeyPair, importJWK, type JWK, SignJWT, UnsecuredJWT } from "jose";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const repoRoot = new URL("../../../", import.meta.url).pathname;
 const PG_URL = process.env["PG_URL"] as string;
+const DB_PREFIX = `e2e_${randomBytes(3).toString("hex")}_`;
+const SERVICES = ["identity", "catalog", "orders", "payments", "notifications"];
+let nats: ChildProcess | undefined;
+let natsPort: number;
+let natsDir: string;
+
+function startNats() {
+  nats = spawn("nats-server", ["-a", "127.0.0.1", "-p", String(natsPort), "-js", "-sd", natsDir], {
+    stdio: "ignore",
+  });
+}
+
+/** A service's own database, as the launcher created it. */
+function serviceDb(name: string) {
+  const url = new URL(PG_URL);
+  url.pathname = `/${DB_PREFIX}${name}`;
+  return postgres(url.toString(), { max: 2, onnotice: () => {} });
+}
 let stack: ChildProcess;
 let output = "";
 let dataDir: string;
@@ -40,7 +60,10 @@ async function ports(n: number): Promise<number[]> {
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), "shopmesh-e2e-"));
-  const [edge, identity, catalog, orders, payments, notifications, nats] = await ports(7);
+  natsDir = join(dataDir, "own-nats");
+  const [edge, identity, catalog, orders, payments, notifications, natsP] = await ports(7);
+  natsPort = natsP as number;
+  startNats();
   edgePort = edge as number;
   base = `http://127.0.0.1:${edgePort}`;
   const env: Record<string, string> = {
@@ -53,14 +76,14 @@ beforeAll(async () => {
     ORDERS_PORT: String(orders),
     PAYMENTS_PORT: String(payments),
     NOTIFICATIONS_PORT: String(notifications),
-    NATS_PORT: String(nats),
+    NATS_URL: `nats://127.0.0.1:${natsPort}`,
+    DB_PREFIX,
     ADMIN_EMAIL,
     ADMIN_PASSWORD,
     LOG_LEVEL: "warn",
     RATE_LIMIT_RPS: "20",
     RATE_LIMIT_BURST: "400",
   };
-  delete env["NATS_URL"]; // npm start spawns its own nats-server with JetStream
   delete env["DATABASE_URL"];
   const t0 = performance.now();
   stack = spawn("npm", ["start"], {
@@ -101,8 +124,11 @@ afterAll(async () => {
     process.kill(-(stack.pid as number), "SIGTERM");
     await new Promise((r) => stack.once("exit", r));
   }
+  nats?.kill("SIGKILL");
+  for (const name of SERVICES)
+    await dropServiceDatabase(PG_URL, `${DB_PREFIX}${name}`).catch(() => undefined);
   rmSync(dataDir, { recursive: true, force: true });
-}, 30_000);
+}, 60_000);
 
 async function call(
   path: string,
@@ -204,13 +230,9 @@ describe("identity through the edge", () => {
     );
     const header = JSON.parse(Buffer.from(u.token.split(".")[0] as string, "base64url").toString());
     // identity's real signing key, read from its database, to forge near-valid tokens.
-    const db = postgres(PG_URL, { max: 1 });
-    const identityUrl = new URL(PG_URL);
-    identityUrl.pathname = "/identity";
-    const idb = postgres(identityUrl.toString(), { max: 1 });
+    const idb = serviceDb("identity");
     const [row] = await idb`select private_jwk from signing_keys where kid = ${header.kid}`;
     await idb.end();
-    await db.end();
     const realKey = await importJWK(row?.["private_jwk"] as JWK, "EdDSA");
     const sign = (
       key: Parameters<SignJWT["sign"]>[0],
@@ -405,6 +427,107 @@ describe("the saga through the edge", () => {
       )
       .toBe(OrderStatus.CONFIRMED);
   });
+});
+
+describe("the saga under faults", () => {
+  it("settles 200 concurrent orders while payments and NATS are SIGKILLed and restarted", async () => {
+    await new Promise((r) => setTimeout(r, 1_500));
+    const users = await Promise.all([1, 2, 3, 4].map(() => register()));
+    const catalogDb = serviceDb("catalog");
+    const stockRows =
+      await catalogDb`select id, stock from products where active and stock >= 300 order by sku limit 2`;
+    expect(stockRows.length).toBeGreaterThanOrEqual(1);
+    const initial = new Map(stockRows.map((r) => [r["id"] as string, Number(r["stock"])]));
+    const productIds = [...initial.keys()];
+    const stackInfo = () =>
+      JSON.parse(readFileSync(join(dataDir, "stack.json"), "utf8")) as {
+        services: { service: string; pid: number }[];
+      };
+    const paymentsPid = () => stackInfo().services.find((p) => p.service === "payments")?.pid ?? 0;
+
+    const placed: string[] = [];
+    const failures: string[] = [];
+    let next = 0;
+    const N = 200;
+    const worker = async () => {
+      while (next < N) {
+        const i = next++;
+        const u = users[i % users.length] as Awaited<ReturnType<typeof register>>;
+        if (i === 60) process.kill(paymentsPid(), "SIGKILL");
+        if (i === 100) {
+          nats?.kill("SIGKILL");
+          setTimeout(startNats, 1_500);
+        }
+        const res = await call("/v1/orders", {
+          token: u.token,
+          body: {
+            items: [{ productId: productIds[i % productIds.length], quantity: 1 + (i % 3) }],
+            paymentToken: i % 10 === 0 ? "tok_chargeDeclined" : "tok_visa",
+            idempotencyKey: `fault-${i}`,
+          },
+        });
+        if (res.status === 200) placed.push(res.json["id"] as string);
+        else failures.push(`${res.status} ${res.text}`);
+      }
+    };
+    await Promise.all(Array.from({ length: 16 }, worker));
+    expect(failures).toEqual([]);
+    expect(placed).toHaveLength(N);
+
+    const ordersDb = serviceDb("orders");
+    const paymentsDb = serviceDb("payments");
+    // Every order reaches a final state.
+    await expect
+      .poll(
+        async () =>
+          (
+            await ordersDb`select count(*)::int as n from orders where status = 'PENDING_PAYMENT'`
+          )[0]?.["n"],
+        { timeout: 120_000, interval: 500 },
+      )
+      .toBe(0);
+    const orders = await ordersDb`select id, status from orders where id = any(${placed}::uuid[])`;
+    expect(orders).toHaveLength(N);
+    expect(orders.every((o) => o["status"] === "CONFIRMED" || o["status"] === "CANCELLED")).toBe(
+      true,
+    );
+    // No order captured twice; confirmed orders have exactly one captured payment.
+    const payments =
+      await paymentsDb`select order_id, status from payments where order_id = any(${placed}::uuid[])`;
+    const captured = payments
+      .filter((p) => p["status"] === "CAPTURED")
+      .map((p) => p["order_id"] as string);
+    expect(new Set(captured).size).toBe(captured.length);
+    const confirmed = orders
+      .filter((o) => o["status"] === "CONFIRMED")
+      .map((o) => o["id"] as string);
+    expect(new Set(captured)).toEqual(new Set(confirmed));
+    expect(confirmed.length).toBeGreaterThanOrEqual(N * 0.85);
+    // Stock plus what was sold is what we started with, for every product.
+    const sold = await ordersDb`
+      select i.product_id, sum(i.quantity)::int as n from order_items i join orders o on o.id = i.order_id
+      where o.status = 'CONFIRMED' and o.id = any(${placed}::uuid[]) group by i.product_id`;
+    const now =
+      await catalogDb`select id, stock from products where id = any(${productIds}::uuid[])`;
+    for (const p of now) {
+      const s = Number(sold.find((r) => r["product_id"] === p["id"])?.["n"] ?? 0);
+      expect(Number(p["stock"]) + s, `product ${p["id"]}`).toBe(initial.get(p["id"] as string));
+    }
+    // Every outbox drains to zero.
+    const dbs = [ordersDb, paymentsDb, catalogDb, serviceDb("identity")];
+    for (const db of dbs) {
+      await expect
+        .poll(
+          async () =>
+            (await db`select count(*)::int as n from outbox where published_at is null`)[0]?.["n"],
+          {
+            timeout: 30_000,
+          },
+        )
+        .toBe(0);
+    }
+    await Promise.all([...dbs].map((db) => db.end()));
+  }, 240_000);
 });
 
 describe("stopping", () => {
