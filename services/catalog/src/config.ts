@@ -9,6 +9,8 @@ export const catalogEnv = {
   PORT: env.port({ default: 50052 }),
   /** The catalog's own database. */
   DATABASE_URL: env.url({ protocols: ["postgres", "postgresql"] }),
+  /** NATS server(s) with JetStream: the outbox relay publishes StockLow there. */
+  NATS_URL: env.string(),
   /** Connections in the pool. */
   DATABASE_POOL_MAX: env.int({ default: 10, min: 1, max: 200 }),
   /** Insert the demo products on start (idempotent; existing skus are left alone). */
@@ -22,6 +24,7 @@ export const catalogEnv = {
 export interface CatalogConfig {
   PORT: number;
   DATABASE_URL: string;
+  NATS_URL: string;
   DATABASE_POOL_MAX: number;
   SEED_DEMO_CATALOG: boolean;
   LOW_STOCK_THRESHOLD: number;

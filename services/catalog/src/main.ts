@@ -1,6 +1,6 @@
 /**
- * The catalog process: config, logger, database (migrations), demo seed, token
- * verifier, gRPC server, shutdown. Wiring only; the handlers are in service.ts.
+ * The catalog process: config, logger, database (migrations), NATS and the outbox
+ * relay, demo seed, token verifier, gRPC server, shutdown. Wiring only; the handlers are in service.ts.
  *
  *   node --import tsx services/catalog/src/main.ts
  *
@@ -10,6 +10,7 @@
  * process.exit(143) on SIGTERM, cutting the graceful shutdown below short.
  */
 import { createTokenVerifier, jwksFromKeyService } from "@shopmesh/runtime/auth.js";
+import { connectBus, startOutboxRelay } from "@shopmesh/runtime/bus.js";
 import { createGrpcServer } from "@shopmesh/runtime/grpc-server.js";
 import { createLogger } from "@shopmesh/runtime/logger.js";
 import { onShutdown } from "@shopmesh/runtime/shutdown.js";
@@ -26,6 +27,8 @@ try {
     max: config.DATABASE_POOL_MAX,
     logger,
   });
+  const bus = await connectBus({ url: config.NATS_URL, name: "catalog", logger });
+  const relay = startOutboxRelay({ sql: database.sql, bus, logger });
   if (config.SEED_DEMO_CATALOG) {
     logger.info({ inserted: await seedDemoCatalog(database.db) }, "demo catalog seeded");
   }
@@ -45,6 +48,8 @@ try {
   const port = await server.listen(config.PORT, "0.0.0.0");
   onShutdown(logger, [
     { name: "grpc server", run: () => server.shutdown() },
+    { name: "outbox relay", run: () => relay.stop() },
+    { name: "nats", run: () => bus.close() },
     { name: "database", run: () => database.close() },
   ]);
   logger.info({ port }, "ready");

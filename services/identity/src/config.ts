@@ -4,6 +4,7 @@
  *
  *   PORT             gRPC port (default 50051)
  *   DATABASE_URL     postgres:// URL of identity's own database (required)
+ *   NATS_URL         NATS with JetStream, where the outbox relay publishes (required)
  *   ADMIN_EMAIL      with ADMIN_PASSWORD: an admin account ensured at start
  *   ADMIN_PASSWORD   10–128 characters; set only the first time (never changed later)
  *   JWT_PRIVATE_JWK  Ed25519 private JWK with kid, shared by replicas; when unset the
@@ -59,6 +60,7 @@ function postgresUrl(name: string): Field<string> {
 const spec = {
   PORT: env.port({ default: 50051 }),
   DATABASE_URL: postgresUrl("DATABASE_URL"),
+  NATS_URL: env.string(),
   ADMIN_EMAIL: optional("ADMIN_EMAIL", (raw) => {
     if (!/^[^\s@]+@[^\s@]+$/.test(raw.trim())) throw new Error("must be an email address");
     return raw.trim();

@@ -1,5 +1,6 @@
 /**
- * The identity process: config, logger, database (migrated), signing key, admin
+ * The identity process: config, logger, database (migrated), NATS and the outbox
+ * relay (UserRegistered), signing key, admin
  * account, gRPC server (IdentityService + KeyService), graceful shutdown.
  *
  * identity imports the runtime module by module (`@shopmesh/runtime/<module>.js`),
@@ -7,6 +8,7 @@
  * (async-exit-hook) ends the process with code 143 on SIGTERM while onShutdown is
  * still draining calls and closing the pool.
  */
+import { connectBus, startOutboxRelay } from "@shopmesh/runtime/bus.js";
 import { createGrpcServer } from "@shopmesh/runtime/grpc-server.js";
 import { createLogger } from "@shopmesh/runtime/logger.js";
 import { onShutdown } from "@shopmesh/runtime/shutdown.js";
@@ -21,6 +23,8 @@ const logger = createLogger("identity");
 
 try {
   const database = await openIdentityDatabase(config.DATABASE_URL, { logger });
+  const bus = await connectBus({ url: config.NATS_URL, name: "identity", logger });
+  const relay = startOutboxRelay({ sql: database.sql, bus, logger });
   const keys = await loadSigningKeys(database.db, { privateJwk: config.JWT_PRIVATE_JWK });
   if (config.ADMIN_EMAIL !== undefined && config.ADMIN_PASSWORD !== undefined) {
     const outcome = await ensureAdmin(database.db, {
@@ -39,6 +43,8 @@ try {
   const port = await server.listen(config.PORT, "0.0.0.0");
   onShutdown(logger, [
     { name: "grpc server", run: () => server.shutdown() },
+    { name: "outbox relay", run: () => relay.stop() },
+    { name: "nats", run: () => bus.close() },
     { name: "database", run: () => database.close() },
   ]);
   logger.info({ port, kid: keys.kid }, "ready");

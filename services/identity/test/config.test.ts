@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import { loadIdentityConfig } from "../src/config.js";
 
 const DATABASE_URL = "postgres://identity:pw@127.0.0.1:5432/identity";
+const NATS_URL = "nats://127.0.0.1:4222";
 
 function failure(source: Record<string, string>): ConfigError {
   try {
@@ -17,10 +18,11 @@ function failure(source: Record<string, string>): ConfigError {
 }
 
 describe("config", () => {
-  it("needs only DATABASE_URL", () => {
-    expect(loadIdentityConfig({ DATABASE_URL })).toEqual({
+  it("needs only DATABASE_URL and NATS_URL", () => {
+    expect(loadIdentityConfig({ DATABASE_URL, NATS_URL })).toEqual({
       PORT: 50051,
       DATABASE_URL,
+      NATS_URL,
       ADMIN_EMAIL: undefined,
       ADMIN_PASSWORD: undefined,
       JWT_PRIVATE_JWK: undefined,
@@ -33,6 +35,7 @@ describe("config", () => {
     const jwk = generateKeyPairSync("ed25519").privateKey.export({ format: "jwk" });
     const config = loadIdentityConfig({
       DATABASE_URL,
+      NATS_URL,
       JWT_PRIVATE_JWK: JSON.stringify({ ...jwk, kid: "k1" }),
     });
     expect(config.JWT_PRIVATE_JWK?.kid).toBe("k1");
@@ -46,23 +49,23 @@ describe("config", () => {
     ],
     [{ DATABASE_URL: "postgres://u:hunter2@[broken" }, "DATABASE_URL must be a URL"],
     [
-      { DATABASE_URL, ADMIN_EMAIL: "root@example.com" },
+      { DATABASE_URL, NATS_URL, ADMIN_EMAIL: "root@example.com" },
       "ADMIN_PASSWORD is required when ADMIN_EMAIL is set",
     ],
     [
-      { DATABASE_URL, ADMIN_PASSWORD: "long enough pw" },
+      { DATABASE_URL, NATS_URL, ADMIN_PASSWORD: "long enough pw" },
       "ADMIN_EMAIL is required when ADMIN_PASSWORD is set",
     ],
     [
-      { DATABASE_URL, ADMIN_EMAIL: "root", ADMIN_PASSWORD: "long enough" },
+      { DATABASE_URL, NATS_URL, ADMIN_EMAIL: "root", ADMIN_PASSWORD: "long enough" },
       "ADMIN_EMAIL must be an email address",
     ],
     [
-      { DATABASE_URL, ADMIN_EMAIL: "a@b.co", ADMIN_PASSWORD: "hunter2" },
+      { DATABASE_URL, NATS_URL, ADMIN_EMAIL: "a@b.co", ADMIN_PASSWORD: "hunter2" },
       "ADMIN_PASSWORD must be 10 to 128 characters",
     ],
     [
-      { DATABASE_URL, JWT_PRIVATE_JWK: '{"kty":"OKP","d":"hunter2"' },
+      { DATABASE_URL, NATS_URL, JWT_PRIVATE_JWK: '{"kty":"OKP","d":"hunter2"' },
       "JWT_PRIVATE_JWK must be a JSON Web Key (not valid JSON)",
     ],
   ])("refuses %j with one message naming the variable", (source, message) => {

@@ -44,6 +44,7 @@ describe("identity process", () => {
         env: {
           ...baseEnv,
           DATABASE_URL: testDb.url,
+          NATS_URL: process.env["NATS_URL"] ?? "nats://127.0.0.1:4222",
           PORT: "0",
           ADMIN_EMAIL: "admin@example.com",
           ADMIN_PASSWORD: "admin password 123",

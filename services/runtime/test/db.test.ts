@@ -37,7 +37,7 @@ describe("database", () => {
     if (first === undefined) throw new Error("no replica");
     await first.db.execute(dsql`insert into widgets (name) values ('a')`);
     const rows = await first.sql`select count(*)::int as n from drizzle.__drizzle_migrations`;
-    expect(rows[0]?.["n"]).toBe(1);
+    expect(rows[0]?.["n"]).toBe(2); // both fixture migrations, once
     const widgets = await first.sql`select name from widgets`;
     expect(widgets.map((w) => w["name"])).toEqual(["a"]);
     await Promise.all(replicas.map((r) => r.close()));
