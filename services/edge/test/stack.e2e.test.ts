@@ -429,6 +429,166 @@ describe("the saga through the edge", () => {
   });
 });
 
+describe("the saga's outcomes through REST", () => {
+  type Json = Record<string, unknown>;
+  let u: Awaited<ReturnType<typeof register>>;
+  let productId: string;
+
+  const stockOf = async (id: string) => Number((await call(`/v1/products/${id}`)).json["stock"]);
+  const order = (token: string, body: Json, headers: Record<string, string> = {}) =>
+    call("/v1/orders", { token, body, headers });
+  const settled = async (id: string, token: string) => {
+    await expect
+      .poll(async () => (await call(`/v1/orders/${id}`, { token })).json["status"], {
+        timeout: 20_000,
+        interval: 200,
+      })
+      .not.toBe("ORDER_STATUS_PENDING_PAYMENT");
+    return (await call(`/v1/orders/${id}`, { token })).json;
+  };
+  const paymentsOf = async (id: string, token: string) =>
+    ((await call(`/v1/payments?order_id=${id}`, { token })).json["payments"] ?? []) as Json[];
+  const notified = (token: string, kind: string, id: string) =>
+    expect
+      .poll(
+        async () =>
+          (
+            (await call("/v1/notifications?page_size=100", { token })).json[
+              "notifications"
+            ] as Json[]
+          ).some((n) => n["kind"] === kind && n["orderId"] === id),
+        { timeout: 20_000, interval: 250 },
+      )
+      .toBe(true);
+
+  beforeAll(async () => {
+    await new Promise((r) => setTimeout(r, 1_200)); // let the rate-limit bucket refill
+    u = await register();
+    const list = await call("/v1/products?page_size=50");
+    const p = (list.json["products"] as Json[]).find(
+      (x) => Number(x["stock"]) >= 50 && x["sku"] !== "BENCH-STICKER-PACK",
+    );
+    productId = p?.["id"] as string;
+  });
+
+  it("tok_visa: CONFIRMED, stock down, one captured payment, a notification", async () => {
+    const before = await stockOf(productId);
+    const placed = await order(u.token, {
+      items: [{ productId, quantity: 3 }],
+      paymentToken: "tok_visa",
+    });
+    expect(placed.status).toBe(200);
+    expect(placed.json["status"]).toBe("ORDER_STATUS_PENDING_PAYMENT");
+    const id = placed.json["id"] as string;
+    const done = await settled(id, u.token);
+    expect(done["status"]).toBe("ORDER_STATUS_CONFIRMED");
+    expect((done["history"] as Json[]).map((h) => h["status"])).toEqual([
+      "ORDER_STATUS_PENDING_PAYMENT",
+      "ORDER_STATUS_CONFIRMED",
+    ]);
+    expect(await stockOf(productId)).toBe(before - 3);
+    const payments = await paymentsOf(id, u.token);
+    expect(payments.map((p) => p["status"])).toEqual(["PAYMENT_STATUS_CAPTURED"]);
+    await notified(u.token, "NOTIFICATION_KIND_ORDER_CONFIRMED", id);
+  });
+
+  it("tok_chargeDeclined: CANCELLED, stock restored, a PaymentFailed notification", async () => {
+    const before = await stockOf(productId);
+    const placed = await order(u.token, {
+      items: [{ productId, quantity: 2 }],
+      paymentToken: "tok_chargeDeclined",
+    });
+    const id = placed.json["id"] as string;
+    const done = await settled(id, u.token);
+    expect(done["status"]).toBe("ORDER_STATUS_CANCELLED");
+    await expect.poll(() => stockOf(productId), { timeout: 10_000 }).toBe(before);
+    expect((await paymentsOf(id, u.token)).map((p) => p["status"])).toEqual([
+      "PAYMENT_STATUS_FAILED",
+    ]);
+    await notified(u.token, "NOTIFICATION_KIND_PAYMENT_FAILED", id);
+  });
+
+  it("cancelling a confirmed order refunds the payment and restores the stock", async () => {
+    const before = await stockOf(productId);
+    const placed = await order(u.token, {
+      items: [{ productId, quantity: 1 }],
+      paymentToken: "tok_visa",
+    });
+    const id = placed.json["id"] as string;
+    expect((await settled(id, u.token))["status"]).toBe("ORDER_STATUS_CONFIRMED");
+    const cancelled = await call(`/v1/orders/${id}:cancel`, {
+      token: u.token,
+      body: { reason: "changed my mind" },
+    });
+    expect(cancelled.status).toBe(200);
+    expect(cancelled.json["status"]).toBe("ORDER_STATUS_CANCELLED");
+    expect(await stockOf(productId)).toBe(before);
+    await expect
+      .poll(async () => (await paymentsOf(id, u.token)).map((p) => p["status"]), {
+        timeout: 20_000,
+        interval: 250,
+      })
+      .toEqual(["PAYMENT_STATUS_REFUNDED"]);
+    await notified(u.token, "NOTIFICATION_KIND_PAYMENT_REFUNDED", id);
+  });
+
+  it("the same idempotency key twice gives the same order and one payment", async () => {
+    const key = `same-${randomUUID()}`;
+    const body = { items: [{ productId, quantity: 1 }], paymentToken: "tok_visa" };
+    const [a, b] = await Promise.all([
+      order(u.token, body, { "idempotency-key": key }),
+      order(u.token, body, { "idempotency-key": key }),
+    ]);
+    expect(a.status).toBe(200);
+    expect(b.json["id"]).toBe(a.json["id"]);
+    const again = await order(u.token, { ...body, idempotencyKey: key });
+    expect(again.json["id"]).toBe(a.json["id"]);
+    await settled(a.json["id"] as string, u.token);
+    expect(await paymentsOf(a.json["id"] as string, u.token)).toHaveLength(1);
+  });
+
+  it("answers bad orders with 404/400/409/404/401 and writes nothing", async () => {
+    const before = await stockOf(productId);
+    const mine = (await call("/v1/orders?page_size=100", { token: u.token })).json[
+      "orders"
+    ] as Json[];
+    const unknown = await order(u.token, {
+      items: [{ productId: randomUUID(), quantity: 1 }],
+      paymentToken: "tok_visa",
+    });
+    expect(unknown.status).toBe(404);
+    expect(unknown.json["message"]).toMatch(/not found/);
+    const zero = await order(u.token, {
+      items: [{ productId, quantity: 0 }],
+      paymentToken: "tok_visa",
+    });
+    expect(zero.status).toBe(400);
+    expect(zero.json["message"]).toContain("quantity");
+    const tooMany = await order(u.token, {
+      items: [{ productId, quantity: 1000 }],
+      paymentToken: "tok_visa",
+    });
+    expect(tooMany.status).toBe(409);
+    expect(tooMany.json["message"]).toMatch(/stock/);
+    const noToken = await call("/v1/orders", {
+      body: { items: [{ productId, quantity: 1 }], paymentToken: "tok_visa" },
+    });
+    expect(noToken.status).toBe(401);
+    const other = await register();
+    const someoneElses = await call(`/v1/orders/${mine[0]?.["id"]}`, { token: other.token });
+    expect(someoneElses.status).toBe(404);
+    expect(
+      (await call(`/v1/orders/${mine[0]?.["id"]}:cancel`, { token: other.token, body: {} })).status,
+    ).toBe(404);
+    // Nothing written: same stock, same orders.
+    expect(await stockOf(productId)).toBe(before);
+    const after = (await call("/v1/orders?page_size=100", { token: u.token })).json[
+      "orders"
+    ] as Json[];
+    expect(after.length).toBe(mine.length);
+  });
+});
+
 describe("the saga under faults", () => {
   it("settles 200 concurrent orders while payments and NATS are SIGKILLed and restarted", async () => {
     await new Promise((r) => setTimeout(r, 1_500));

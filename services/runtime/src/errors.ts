@@ -42,7 +42,12 @@ export function codeName(code: Code): string {
   return (codeNames[code] ?? "UNKNOWN").toLowerCase();
 }
 
-/** HTTP status for a gRPC code (the Connect protocol's mapping). */
+/**
+ * HTTP status for a gRPC code: the Connect protocol's table, except FAILED_PRECONDITION,
+ * which is 409 Conflict here (the request conflicts with the resource's current state:
+ * not enough stock, an order that can no longer change), not 400 (nothing is wrong with
+ * the request itself). Connect-protocol responses keep connect-node's own mapping.
+ */
 export function httpStatusFor(code: Code): number {
   switch (code) {
     case Code.OK:
@@ -50,7 +55,6 @@ export function httpStatusFor(code: Code): number {
     case Code.CANCELLED:
       return 499;
     case Code.INVALID_ARGUMENT:
-    case Code.FAILED_PRECONDITION:
     case Code.OUT_OF_RANGE:
       return 400;
     case Code.DEADLINE_EXCEEDED:
@@ -59,6 +63,7 @@ export function httpStatusFor(code: Code): number {
       return 404;
     case Code.ALREADY_EXISTS:
     case Code.ABORTED:
+    case Code.FAILED_PRECONDITION:
       return 409;
     case Code.PERMISSION_DENIED:
       return 403;
