@@ -193,7 +193,7 @@ const SCRIPT = `
           el("span", { class: "verb " + e.verb.toUpperCase() }, [e.verb.toUpperCase()]),
           el("span", { class: "path" }, [e.path]),
           el("span", { class: "muted" }, [op.summary || ""]),
-          secured ? el("span", { class: "lock", title: "requires a bearer token" }, ["🔒 token"]) : null,
+          secured ? el("span", { class: "lock", title: "requires a bearer token" }, ["requires token"]) : null,
         ]);
         var inner = el("div", { class: "body" }, []);
         (op.description || "").split("\\n\\n").forEach(function (para) { inner.appendChild(el("p", {}, prose(para))); });

@@ -5,9 +5,9 @@
  * PG_URL (the machine's in CI, embedded otherwise), with fresh databases (DB_PREFIX);
  * NATS is a nats-server with JetStream this test starts, so it can kill it.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
@@ -358,7 +358,9 @@ describe("API documents", () => {
     }
     const docs = await fetch(`${base}/docs`);
     expect(docs.headers.get("content-type")).toMatch(/text\/html/);
-    expect(await docs.text()).toContain("/openapi.json");
+    const html = await docs.text();
+    expect(html).toContain("/openapi.json");
+    expect(html).not.toContain("ListProducts"); // drawn by the page's script (see the browser test)
     const jwks = await call("/.well-known/jwks.json");
     expect((jwks.json["keys"] as JWK[])[0]).toMatchObject({
       kty: "OKP",
@@ -368,6 +370,52 @@ describe("API documents", () => {
     expect((await call("/healthz")).status).toBe(200);
     expect((await call("/readyz")).status).toBe(200);
   });
+});
+
+/** Debian's Chromium, which .ci/run installs; a machine without it skips the browser check. */
+const chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => existsSync(p));
+
+describe("the docs page in a real browser", () => {
+  it.skipIf(chromium === undefined)(
+    "renders every operation from /openapi.json",
+    () => {
+      const dir = mkdtempSync(join(tmpdir(), "shopmesh-chromium-"));
+      try {
+        const res = spawnSync(
+          chromium as string,
+          [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            `--user-data-dir=${dir}`,
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            `${base}/docs`,
+          ],
+          { encoding: "utf8", timeout: 60_000 },
+        );
+        // The operations are drawn by the page's script from /openapi.json, not in the HTML sent.
+        for (const op of [
+          "Register",
+          "ListProducts",
+          "PlaceOrder",
+          "CancelOrder",
+          "ListPayments",
+          "ListNotifications",
+        ]) {
+          expect(res.stdout, op).toContain(op);
+        }
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+    90_000,
+  );
 });
 
 describe("edge protections", () => {
