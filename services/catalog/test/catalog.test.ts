@@ -2,14 +2,16 @@
  * CatalogService over real gRPC against a real database: public browsing (paging,
  * search, page tokens), and admin management with its auth and error codes.
  */
+
 import { randomUUID } from "node:crypto";
 import type { Product } from "@shopmesh/gen/shop/catalog/v1/catalog_pb.js";
 import { Code } from "@shopmesh/runtime/errors.js";
+import { rpcError } from "@shopmesh/runtime/testing.js";
 import { and, asc, eq, like } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { outbox, products } from "../src/db/schema.js";
 import { seedDemoCatalog } from "../src/seed.js";
-import { type Catalog, rpcError, startCatalog } from "./harness.js";
+import { type Catalog, startCatalog } from "./harness.js";
 
 let c: Catalog;
 beforeAll(async () => {

@@ -2,14 +2,16 @@
  * InventoryService over real gRPC against a real database, with real concurrency:
  * no overselling, one reservation per order, all-or-nothing, release exactly once.
  */
+
 import { randomUUID } from "node:crypto";
 import { fromBinary } from "@bufbuild/protobuf";
 import { StockLowSchema } from "@shopmesh/gen/shop/catalog/v1/events_pb.js";
 import { Code, RpcError } from "@shopmesh/runtime/errors.js";
+import { rpcError } from "@shopmesh/runtime/testing.js";
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { outbox, products, reservationLines, reservations } from "../src/db/schema.js";
-import { type Catalog, rpcError, startCatalog } from "./harness.js";
+import { type Catalog, startCatalog } from "./harness.js";
 
 let c: Catalog;
 beforeAll(async () => {

@@ -1,10 +1,5 @@
 /** The edge process: config, keys, downstream clients, the server, signals. */
-import {
-  createLogger,
-  createTokenVerifier,
-  jwksFromKeyService,
-  onShutdown,
-} from "@shopmesh/runtime";
+import { createIdentityVerifier, createLogger, onShutdown } from "@shopmesh/runtime";
 import { loadEdgeConfig } from "./config.js";
 import { createDownstreams } from "./gateway.js";
 import { createRateLimiter } from "./rate-limit.js";
@@ -12,11 +7,7 @@ import { createEdgeServer } from "./server.js";
 
 const config = loadEdgeConfig();
 const logger = createLogger("edge");
-const verifier = createTokenVerifier({
-  issuer: config.JWT_ISSUER,
-  audience: config.JWT_AUDIENCE,
-  fetchJwks: jwksFromKeyService(config.IDENTITY_ADDR),
-});
+const verifier = createIdentityVerifier(config);
 const server = createEdgeServer({
   config,
   logger,

@@ -37,29 +37,9 @@ function optional<T>(name: string, parse: (raw: string) => T): Field<T | undefin
   };
 }
 
-// The runtime's env.url echoes an unparsable value, and a database URL carries a
-// password: this one names the problem only.
-function postgresUrl(name: string): Field<string> {
-  return {
-    read(raw) {
-      if (raw === undefined || raw === "") throw new ConfigError(name, "is required but not set");
-      let url: URL;
-      try {
-        url = new URL(raw);
-      } catch {
-        throw new ConfigError(name, "must be a URL");
-      }
-      if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
-        throw new ConfigError(name, `must use postgres or postgresql (got "${url.protocol}")`);
-      }
-      return raw;
-    },
-  };
-}
-
 const spec = {
   PORT: env.port({ default: 50051 }),
-  DATABASE_URL: postgresUrl("DATABASE_URL"),
+  DATABASE_URL: env.url({ protocols: ["postgres", "postgresql"] }),
   NATS_URL: env.string(),
   ADMIN_EMAIL: optional("ADMIN_EMAIL", (raw) => {
     if (!/^[^\s@]+@[^\s@]+$/.test(raw.trim())) throw new Error("must be an email address");

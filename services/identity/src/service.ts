@@ -15,11 +15,11 @@ import {
   authenticate,
   createTokenVerifier,
   isAdmin,
+  jwksResponse,
   requireAdmin,
 } from "@shopmesh/runtime/auth.js";
 import {
   AlreadyExistsError,
-  InvalidArgumentError,
   NotFoundError,
   PermissionDeniedError,
   UnauthenticatedError,
@@ -29,6 +29,7 @@ import {
   type ServiceRegistration,
   serve,
 } from "@shopmesh/runtime/grpc-server.js";
+import { createdAtCursor, pageTokenCodec } from "@shopmesh/runtime/page-token.js";
 import { and, desc, eq, isNull, sql } from "drizzle-orm";
 import type { IdentityDb } from "./db/database.js";
 import { refreshTokens, users } from "./db/schema.js";
@@ -72,6 +73,9 @@ export const INVALID_CREDENTIALS = "invalid email or password";
 
 const DEFAULT_PAGE_SIZE = 20;
 const MAX_PAGE_SIZE = 100;
+
+/** ListUsers page tokens: the keyset (created_at, id) of the last user on the page. */
+const pageTokens = pageTokenCodec(createdAtCursor);
 
 /** The body of LoginResponse and RefreshResponse (same fields, different messages). */
 type TokenPair = Omit<MessageInitShape<typeof LoginResponseSchema>, "$typeName">;
@@ -208,14 +212,14 @@ export function createIdentityService(deps: IdentityServiceDeps): IdentityHandle
     async listUsers(req, ctx) {
       requireAdmin(await authenticate(ctx, verifier));
       const pageSize = Math.min(req.pageSize || DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
-      const after = req.pageToken === "" ? undefined : decodePageToken(req.pageToken);
+      const after = req.pageToken === "" ? undefined : pageTokens.decode(req.pageToken);
       const rows = await db
         .select()
         .from(users)
         .where(
           after === undefined
             ? undefined
-            : sql`(${users.createdAt}, ${users.id}) < (${after.createdAt}::timestamptz, ${after.id}::uuid)`,
+            : sql`(${users.createdAt}, ${users.id}) < (${after.createdAt.toISOString()}::timestamptz, ${after.id}::uuid)`,
         )
         .orderBy(desc(users.createdAt), desc(users.id))
         .limit(pageSize + 1);
@@ -223,24 +227,14 @@ export function createIdentityService(deps: IdentityServiceDeps): IdentityHandle
       const last = page.at(-1);
       return {
         users: page.map(toUserProto),
-        nextPageToken: rows.length > pageSize && last !== undefined ? encodePageToken(last) : "",
+        nextPageToken: rows.length > pageSize && last !== undefined ? pageTokens.encode(last) : "",
       };
     },
   };
 
   const keyService: ServiceImpl<typeof KeyService> = {
     async getJwks() {
-      const { keys } = await deps.keys.jwks();
-      return {
-        keys: keys.map((k) => ({
-          kty: k.kty,
-          crv: k.crv ?? "",
-          x: k.x ?? "",
-          kid: k.kid ?? "",
-          alg: k.alg ?? "",
-          use: k.use ?? "",
-        })),
-      };
+      return jwksResponse(await deps.keys.jwks());
     },
   };
 
@@ -249,27 +243,4 @@ export function createIdentityService(deps: IdentityServiceDeps): IdentityHandle
     keys: keyService,
     registrations: [serve(IdentityService, identity), serve(KeyService, keyService)],
   };
-}
-
-// ListUsers page tokens: the keyset (created_at, id) of the last user on the page.
-// Opaque to clients; base64url so it travels in a query string untouched.
-
-function encodePageToken(row: UserRow): string {
-  return Buffer.from(`${row.createdAt.toISOString()} ${row.id}`).toString("base64url");
-}
-
-const PAGE_TOKEN =
-  /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/;
-
-function decodePageToken(token: string): { createdAt: string; id: string } {
-  const m = PAGE_TOKEN.exec(Buffer.from(token, "base64url").toString("utf8"));
-  const createdAt = new Date(m?.[1] ?? Number.NaN);
-  const id = m?.[2];
-  if (id === undefined || Number.isNaN(createdAt.getTime())) {
-    throw new InvalidArgumentError("invalid page_token", [
-      { field: "page_token", rule: "page_token.valid", message: "not a token from ListUsers" },
-    ]);
-  }
-  // Re-serialised, so whatever reaches Postgres is a timestamp it accepts.
-  return { createdAt: createdAt.toISOString(), id };
 }

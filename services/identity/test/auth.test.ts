@@ -5,22 +5,14 @@
 import { create } from "@bufbuild/protobuf";
 import { LoginRequestSchema, Role } from "@shopmesh/gen/shop/identity/v1/identity_pb.js";
 import { type CallContext, Code, ResourceExhaustedError } from "@shopmesh/runtime";
-import { TEST_AUDIENCE, TEST_ISSUER } from "@shopmesh/runtime/testing.js";
+import { bearer, rpcError, TEST_AUDIENCE, TEST_ISSUER } from "@shopmesh/runtime/testing.js";
 import { eq } from "drizzle-orm";
 import { decodeJwt, decodeProtectedHeader } from "jose";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { refreshTokens, users } from "../src/db/schema.js";
 import { INVALID_CREDENTIALS } from "../src/service.js";
 import { LOGIN_WINDOW_MS, MAX_LOGIN_FAILURES } from "../src/throttle.js";
-import {
-  bearer,
-  type Identity,
-  outcomes,
-  PASSWORD,
-  rpcError,
-  startIdentity,
-  uniqueEmail,
-} from "./support.js";
+import { type Identity, outcomes, PASSWORD, startIdentity, uniqueEmail } from "./support.js";
 
 let id: Identity;
 

@@ -6,15 +6,13 @@
 import { randomBytes } from "node:crypto";
 import { IdentityService } from "@shopmesh/gen/shop/identity/v1/identity_pb.js";
 import { KeyService } from "@shopmesh/gen/shop/identity/v1/keys_pb.js";
+import { Code, createGrpcClient, createLogger, RpcError } from "@shopmesh/runtime";
 import {
-  type CallOptions,
-  Code,
-  createGrpcClient,
-  createGrpcServer,
-  createLogger,
-  RpcError,
-} from "@shopmesh/runtime";
-import { createTestDatabase, TEST_AUDIENCE, TEST_ISSUER } from "@shopmesh/runtime/testing.js";
+  openTestDatabase,
+  startTestServer,
+  TEST_AUDIENCE,
+  TEST_ISSUER,
+} from "@shopmesh/runtime/testing.js";
 import { openIdentityDatabase } from "../src/db/database.js";
 import { loadSigningKeys } from "../src/keys.js";
 import { createIdentityService } from "../src/service.js";
@@ -22,8 +20,8 @@ import { createIdentityService } from "../src/service.js";
 export const PASSWORD = "correct horse battery staple";
 
 export async function startIdentity() {
-  const testDb = await createTestDatabase("identity");
-  const database = await openIdentityDatabase(testDb.url, { max: 5 });
+  const testDb = await openTestDatabase("identity", (url) => openIdentityDatabase(url, { max: 5 }));
+  const { database } = testDb;
   const keys = await loadSigningKeys(database.db);
   let offsetMs = 0;
   const clock = {
@@ -43,11 +41,10 @@ export async function startIdentity() {
     audience: TEST_AUDIENCE,
     now: clock.now,
   });
-  const server = createGrpcServer({
-    logger: createLogger("identity-test", "silent"),
-    services: handlers.registrations,
-  });
-  const port = await server.listen(0, "127.0.0.1");
+  const { server, port } = await startTestServer(
+    handlers.registrations,
+    createLogger("identity-test", "silent"),
+  );
   const client = createGrpcClient(IdentityService, `127.0.0.1:${port}`);
   const keyClient = createGrpcClient(KeyService, `127.0.0.1:${port}`);
   return {
@@ -71,8 +68,7 @@ export async function startIdentity() {
       client.close();
       keyClient.close();
       await server.shutdown();
-      await database.close();
-      await testDb.drop();
+      await testDb.close();
     },
   };
 }
@@ -81,20 +77,6 @@ export type Identity = Awaited<ReturnType<typeof startIdentity>>;
 
 export function uniqueEmail(prefix = "user"): string {
   return `${prefix}-${randomBytes(5).toString("hex")}@example.com`;
-}
-
-export function bearer(token: string): CallOptions {
-  return { headers: { authorization: `Bearer ${token}` } };
-}
-
-/** The RpcError a call fails with; fails the test when the call succeeds. */
-export async function rpcError(call: Promise<unknown>): Promise<RpcError> {
-  const err = await call.then(
-    () => new Error("expected the call to fail, but it succeeded"),
-    (e: unknown) => e,
-  );
-  if (!(err instanceof RpcError)) throw err;
-  return err;
 }
 
 /** "ok", or the status code, of each settled call. */

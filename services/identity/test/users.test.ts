@@ -7,21 +7,14 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { UserRegisteredSchema } from "@shopmesh/gen/shop/identity/v1/events_pb.js";
 import { Role } from "@shopmesh/gen/shop/identity/v1/identity_pb.js";
 import { Code, TOKEN_ALG } from "@shopmesh/runtime";
-import { TEST_AUDIENCE, TEST_ISSUER } from "@shopmesh/runtime/testing.js";
+import { bearer, rpcError, TEST_AUDIENCE, TEST_ISSUER } from "@shopmesh/runtime/testing.js";
 import { eq } from "drizzle-orm";
 import { generateKeyPair, SignJWT, UnsecuredJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureAdmin } from "../src/admin.js";
 import { outbox, users } from "../src/db/schema.js";
 import { USER_REGISTERED_SUBJECT } from "../src/users.js";
-import {
-  bearer,
-  type Identity,
-  PASSWORD,
-  rpcError,
-  startIdentity,
-  uniqueEmail,
-} from "./support.js";
+import { type Identity, PASSWORD, startIdentity, uniqueEmail } from "./support.js";
 
 let id: Identity;
 const ADMIN_EMAIL = "Root@Example.com";

@@ -18,11 +18,6 @@ export type ServiceName = (typeof SERVICE_NAMES)[number];
 const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
-function optionalUrl(protocols: string[]): Field<string | undefined> {
-  const url = env.url({ protocols });
-  return { read: (raw) => (raw ? url.read(raw) : undefined) };
-}
-
 /** "all", "none" or a comma-separated list of service names. */
 function serviceList(variable: string): Field<ServiceName[]> {
   return {
@@ -66,12 +61,12 @@ const spec = {
   NOTIFICATIONS_PORT: servicePort(50055),
   EDGE_PORT: servicePort(8080),
   /** A PostgreSQL server to use (superuser URL); unset: an embedded one is started. */
-  PG_URL: optionalUrl(["postgres", "postgresql"]),
-  DATABASE_URL: optionalUrl(["postgres", "postgresql"]),
+  PG_URL: env.optionalUrl({ protocols: ["postgres", "postgresql"] }),
+  DATABASE_URL: env.optionalUrl({ protocols: ["postgres", "postgresql"] }),
   /** Port of the embedded PostgreSQL; a free one is taken when it is busy (0: always). */
   EMBEDDED_PG_PORT: env.port({ default: 5433 }),
   /** A NATS server to use; unset: `nats-server` from PATH is spawned with JetStream. */
-  NATS_URL: optionalUrl(["nats", "tls"]),
+  NATS_URL: env.optionalUrl({ protocols: ["nats", "tls"] }),
   /** Port of the spawned nats-server; a free one is taken when it is busy (0: always). */
   NATS_PORT: env.port({ default: 4223 }),
   /** Embedded Postgres data, NATS store, secrets.json and stack.json (relative to the repo). */

@@ -3,15 +3,9 @@
  * validated. A bad or missing value stops the process with exit 1 and one line
  * naming the variable.
  */
-import { authEnv, env, type Field, loadConfigOrExit } from "@shopmesh/runtime/config.js";
+import { authEnv, env, loadConfigOrExit } from "@shopmesh/runtime/config.js";
 
 export const DEFAULT_SMTP_FROM = "shopmesh <no-reply@shopmesh.local>";
-
-// The runtime has no optional URL builder: an optional string, checked as a URL when set.
-const smtpUrl = env.url({ protocols: ["smtp", "smtps"] });
-const optionalSmtpUrl: Field<string | undefined> = {
-  read: (raw) => (raw ? smtpUrl.read(raw) : undefined),
-};
 
 export const notificationsEnv = {
   /** gRPC port (NotificationService, health, reflection). */
@@ -26,7 +20,7 @@ export const notificationsEnv = {
    * Mail server, e.g. smtp://user:pass@mail.example.com:587 (smtps:// for implicit TLS).
    * Unset: notifications are "delivered locally", i.e. logged, which is what a laptop wants.
    */
-  SMTP_URL: optionalSmtpUrl,
+  SMTP_URL: env.optionalUrl({ protocols: ["smtp", "smtps"] }),
   /** The From header of every email. */
   SMTP_FROM: env.string({ default: DEFAULT_SMTP_FROM }),
   ...authEnv,

@@ -10,7 +10,7 @@
  * package installs exit hooks that call process.exit(143) on SIGTERM, cutting the
  * graceful shutdown below short.
  */
-import { createTokenVerifier, jwksFromKeyService } from "@shopmesh/runtime/auth.js";
+import { createIdentityVerifier } from "@shopmesh/runtime/auth.js";
 import { connectBus } from "@shopmesh/runtime/bus.js";
 import { createGrpcServer } from "@shopmesh/runtime/grpc-server.js";
 import { createLogger } from "@shopmesh/runtime/logger.js";
@@ -43,11 +43,7 @@ try {
     bus,
     deps: { db: database.db, dispatcher, logger },
   });
-  const verifier = createTokenVerifier({
-    issuer: config.JWT_ISSUER,
-    audience: config.JWT_AUDIENCE,
-    fetchJwks: jwksFromKeyService(config.IDENTITY_ADDR),
-  });
+  const verifier = createIdentityVerifier(config);
   const server = createGrpcServer({
     logger,
     services: createNotificationService({

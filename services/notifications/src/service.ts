@@ -19,13 +19,20 @@ import {
 import { authenticate, type TokenVerifier } from "@shopmesh/runtime/auth.js";
 import type { CallContext } from "@shopmesh/runtime/context.js";
 import { type ServiceRegistration, serve } from "@shopmesh/runtime/grpc-server.js";
+import { createdAtCursor, pageTokenCodec } from "@shopmesh/runtime/page-token.js";
 import { and, asc, desc, eq, sql } from "drizzle-orm";
 import type { NotificationsDb } from "./db/database.js";
 import { type NotificationRow, notifications } from "./db/schema.js";
 import type { NotificationFeed } from "./feed.js";
-import { decodePageToken, encodePageToken } from "./page-token.js";
 
 export const DEFAULT_PAGE_SIZE = 20;
+
+/**
+ * ListNotifications page tokens: the last (created_at, id) served, newest first.
+ * Notifications that arrive between pages are newer, so they land before the first
+ * page, not inside the listing. A listing is always the caller's own: no scope.
+ */
+const pageTokens = pageTokenCodec(createdAtCursor);
 
 export interface NotificationServiceDeps {
   db: NotificationsDb;
@@ -75,7 +82,7 @@ export function createNotificationService(deps: NotificationServiceDeps): Servic
     serve(NotificationService, {
       async listNotifications(req, ctx) {
         const userId = await caller(ctx);
-        const cursor = req.pageToken === "" ? undefined : decodePageToken(req.pageToken);
+        const cursor = req.pageToken === "" ? undefined : pageTokens.decode(req.pageToken);
         if (userId === undefined) return { notifications: [], nextPageToken: "" };
         const pageSize = req.pageSize === 0 ? DEFAULT_PAGE_SIZE : req.pageSize;
         const rows = await db
@@ -98,7 +105,7 @@ export function createNotificationService(deps: NotificationServiceDeps): Servic
           notifications: page.map(toNotificationProto),
           nextPageToken:
             rows.length > pageSize && last !== undefined
-              ? encodePageToken({ createdAt: last.createdAt, id: last.id })
+              ? pageTokens.encode({ createdAt: last.createdAt, id: last.id })
               : "",
         };
       },

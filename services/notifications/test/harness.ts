@@ -7,20 +7,20 @@
  * The SHOP stream and its subjects are shared with every other test run, so tests use
  * fresh user ids and assert only on those; `stop()` deletes this run's consumers.
  */
-import { randomBytes, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { create, type DescMessage, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { NotificationService } from "@shopmesh/gen/shop/notifications/v1/notifications_pb.js";
-import { createTokenVerifier } from "@shopmesh/runtime/auth.js";
 import { connectBus, type EventMessage, STREAM } from "@shopmesh/runtime/bus.js";
-import { RpcError } from "@shopmesh/runtime/errors.js";
 import { type CallOptions, createGrpcClient } from "@shopmesh/runtime/grpc-client.js";
-import { createGrpcServer } from "@shopmesh/runtime/grpc-server.js";
 import { createLogger } from "@shopmesh/runtime/logger.js";
 import {
-  createTestDatabase,
+  bearer,
   createTestKeys,
-  TEST_AUDIENCE,
-  TEST_ISSUER,
+  createTestVerifier,
+  openTestDatabase,
+  publishEvent,
+  startTestServer,
+  durableSuffix as uniqueSuffix,
 } from "@shopmesh/runtime/testing.js";
 import { asc, eq } from "drizzle-orm";
 import { expect } from "vitest";
@@ -47,8 +47,8 @@ export interface HarnessOptions {
 }
 
 export async function startNotifications(options: HarnessOptions = {}) {
-  const testDb = await createTestDatabase("notifications");
-  const database = await openNotificationsDatabase(testDb.url);
+  const testDb = await openTestDatabase("notifications", (url) => openNotificationsDatabase(url));
+  const { database } = testDb;
   const logger = createLogger("notifications-test", "silent");
   const bus = await connectBus({ url: NATS_URL, name: "notifications-test", logger });
   const delivery =
@@ -69,31 +69,24 @@ export async function startNotifications(options: HarnessOptions = {}) {
     ...options.dispatcher,
   });
   const deps = { db: database.db, dispatcher, logger };
-  const durableSuffix = `-t${randomBytes(4).toString("hex")}`;
+  const durableSuffix = uniqueSuffix("-t");
   const consumers =
     options.consumers === false
       ? undefined
       : await startNotificationConsumers({ bus, deps, durableSuffix });
 
   const keys = await createTestKeys();
-  const verifier = createTokenVerifier({
-    issuer: TEST_ISSUER,
-    audience: TEST_AUDIENCE,
-    fetchJwks: keys.fetchJwks,
-  });
+  const verifier = createTestVerifier(keys);
   const feed = createNotificationFeed(database.sql, logger);
-  const server = createGrpcServer({
+  const { server, address } = await startTestServer(
+    createNotificationService({ db: database.db, verifier, feed }),
     logger,
-    services: createNotificationService({ db: database.db, verifier, feed }),
-  });
-  const port = await server.listen(0, "127.0.0.1");
-  const address = `127.0.0.1:${port}`;
+  );
   const client = createGrpcClient(NotificationService, address, { timeoutMs: 15_000 });
 
   /** Call options carrying a fresh customer token for `userId`. */
-  const as = async (userId: string): Promise<CallOptions> => ({
-    headers: { authorization: `Bearer ${await keys.sign(userId, ["customer"])}` },
-  });
+  const as = async (userId: string): Promise<CallOptions> =>
+    bearer(await keys.sign(userId, ["customer"]));
 
   /** Publishes an event the way a producer's outbox relay does: Nats-Msg-Id = event id. */
   const publish = async <D extends DescMessage>(
@@ -106,7 +99,7 @@ export async function startNotifications(options: HarnessOptions = {}) {
       ...(init as object),
       eventId,
     } as unknown as MessageInitShape<D>);
-    const ack = await bus.js.publish(subject, toBinary(schema, message), { msgID: eventId });
+    const ack = await publishEvent(bus, subject, schema, message);
     return { eventId, duplicate: ack.duplicate };
   };
 
@@ -185,23 +178,12 @@ export async function startNotifications(options: HarnessOptions = {}) {
       }
       delivery.close();
       await bus.close();
-      await database.close();
-      await testDb.drop();
+      await testDb.close();
     },
   };
 }
 
 export type Notifications = Awaited<ReturnType<typeof startNotifications>>;
-
-/** The RpcError a call fails with (the test fails if it succeeds). */
-export async function rpcError(call: Promise<unknown>): Promise<RpcError> {
-  const err = await call.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, "expected the call to fail").toBeInstanceOf(RpcError);
-  return err as RpcError;
-}
 
 /** A fresh user id: the stream is shared, so every test owns its users. */
 export const newUserId = () => randomUUID();

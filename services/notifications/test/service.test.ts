@@ -3,6 +3,7 @@
  * only, newest first, paging, auth) and WatchNotifications (live, per user, across
  * replicas, ending on client cancel and on server shutdown).
  */
+
 import { randomUUID } from "node:crypto";
 import { UserRegisteredSchema } from "@shopmesh/gen/shop/identity/v1/events_pb.js";
 import {
@@ -15,12 +16,13 @@ import { OrderConfirmedSchema } from "@shopmesh/gen/shop/orders/v1/events_pb.js"
 import { Code } from "@shopmesh/runtime/errors.js";
 import { createGrpcClient } from "@shopmesh/runtime/grpc-client.js";
 import { createGrpcServer } from "@shopmesh/runtime/grpc-server.js";
+import { rpcError } from "@shopmesh/runtime/testing.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openNotificationsDatabase } from "../src/db/database.js";
 import { notifications } from "../src/db/schema.js";
 import { createNotificationFeed } from "../src/feed.js";
 import { createNotificationService } from "../src/service.js";
-import { type Notifications, newUserId, rpcError, startNotifications } from "./harness.js";
+import { type Notifications, newUserId, startNotifications } from "./harness.js";
 
 let n: Notifications;
 beforeAll(async () => {

@@ -11,41 +11,11 @@
  *   CATALOG_ADDR         catalog's gRPC address: ReserveStock / ReleaseStock (default 127.0.0.1:50052)
  *   JWT_ISSUER, JWT_AUDIENCE   expected `iss` / `aud` of access tokens
  */
-import {
-  authEnv,
-  type Config,
-  ConfigError,
-  env,
-  type Field,
-  loadConfigOrExit,
-} from "@shopmesh/runtime/config.js";
-
-// The runtime's env.url echoes a value it cannot parse, and a database URL carries a
-// password: this one names the problem only. (ConfigError: loadConfig passes other
-// errors through as crashes.)
-const postgresUrl: Field<string> = {
-  read(raw) {
-    if (raw === undefined || raw === "")
-      throw new ConfigError("DATABASE_URL", "is required but not set");
-    let url: URL;
-    try {
-      url = new URL(raw);
-    } catch {
-      throw new ConfigError("DATABASE_URL", "must be a URL");
-    }
-    if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
-      throw new ConfigError(
-        "DATABASE_URL",
-        `must use postgres or postgresql (got "${url.protocol}")`,
-      );
-    }
-    return raw;
-  },
-};
+import { authEnv, type Config, env, loadConfigOrExit } from "@shopmesh/runtime/config.js";
 
 export const ordersEnv = {
   PORT: env.port({ default: 50053 }),
-  DATABASE_URL: postgresUrl,
+  DATABASE_URL: env.url({ protocols: ["postgres", "postgresql"] }),
   DATABASE_POOL_MAX: env.int({ default: 10, min: 1, max: 200 }),
   // A list ("nats://a:4222,nats://b:4222") is allowed, so no URL check here.
   NATS_URL: env.string(),

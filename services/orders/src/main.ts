@@ -11,7 +11,7 @@
  */
 import { InventoryService } from "@shopmesh/gen/shop/catalog/v1/inventory_pb.js";
 import { IdentityService } from "@shopmesh/gen/shop/identity/v1/identity_pb.js";
-import { createTokenVerifier, jwksFromKeyService } from "@shopmesh/runtime/auth.js";
+import { createIdentityVerifier } from "@shopmesh/runtime/auth.js";
 import { connectBus, startOutboxRelay } from "@shopmesh/runtime/bus.js";
 import { createGrpcClient } from "@shopmesh/runtime/grpc-client.js";
 import { createGrpcServer } from "@shopmesh/runtime/grpc-server.js";
@@ -46,11 +46,7 @@ try {
     logger,
     durablePrefix: config.NATS_DURABLE_PREFIX,
   });
-  const verifier = createTokenVerifier({
-    issuer: config.JWT_ISSUER,
-    audience: config.JWT_AUDIENCE,
-    fetchJwks: jwksFromKeyService(config.IDENTITY_ADDR),
-  });
+  const verifier = createIdentityVerifier(config);
   const server = createGrpcServer({
     logger,
     services: [createOrderService({ db: database.db, verifier, identity, inventory })],

@@ -23,7 +23,7 @@ import {
   orderToProto,
   statusFromProto,
 } from "./order-view.js";
-import { decodePageToken, encodePageToken, type ListScope } from "./page-token.js";
+import { type ListScope, pageTokens } from "./page-token.js";
 import { placeOrder } from "./place-order.js";
 import { cancelOrder } from "./state-machine.js";
 
@@ -106,7 +106,7 @@ async function listOrders(db: OrdersDb, req: ListOrdersRequest, scope: ListScope
   if (scope.userId !== "") where.push(eq(orders.userId, scope.userId));
   if (scope.status !== "") where.push(eq(orders.status, scope.status as OrderStatusName));
   if (req.pageToken !== "") {
-    const cursor = decodePageToken(req.pageToken, scope);
+    const cursor = pageTokens.decode(req.pageToken, scope);
     // A row comparison matches ORDER BY created_at DESC, id DESC exactly.
     where.push(
       sql`(${orders.createdAt}, ${orders.id}) < (${cursor.createdAt.toISOString()}::timestamptz, ${cursor.id}::uuid)`,
@@ -125,7 +125,7 @@ async function listOrders(db: OrdersDb, req: ListOrdersRequest, scope: ListScope
     orders: (await loadOrderViews(db, page)).map(orderToProto),
     nextPageToken:
       rows.length > pageSize && last !== undefined
-        ? encodePageToken({ createdAt: last.createdAt, id: last.id }, scope)
+        ? pageTokens.encode({ createdAt: last.createdAt, id: last.id }, scope)
         : "",
   };
 }

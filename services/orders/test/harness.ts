@@ -13,13 +13,13 @@
  *   PaymentRefunded into the stream themselves — that is the contract.
  */
 import { randomBytes, randomUUID } from "node:crypto";
-import { create, fromBinary, type Message, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, type Message } from "@bufbuild/protobuf";
 import type { GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { headers as natsHeaders } from "@nats-io/transport-node";
 import { openCatalogDatabase } from "@shopmesh/catalog/db/database.js";
 import { products, reservationLines, reservations } from "@shopmesh/catalog/db/schema.js";
 import { createCatalogService } from "@shopmesh/catalog/service.js";
+import { insertProduct } from "@shopmesh/catalog/test/fixtures.js";
 import { InventoryService } from "@shopmesh/gen/shop/catalog/v1/inventory_pb.js";
 import { IdentityService } from "@shopmesh/gen/shop/identity/v1/identity_pb.js";
 import {
@@ -49,18 +49,20 @@ import {
   startConsumer,
   startOutboxRelay,
 } from "@shopmesh/runtime/bus.js";
-import { RpcError } from "@shopmesh/runtime/errors.js";
-import { type CallOptions, createGrpcClient } from "@shopmesh/runtime/grpc-client.js";
+import { createGrpcClient } from "@shopmesh/runtime/grpc-client.js";
 import { createGrpcServer, type GrpcServer } from "@shopmesh/runtime/grpc-server.js";
 import { createLogger } from "@shopmesh/runtime/logger.js";
 import {
-  createTestDatabase,
+  bearer,
   createTestKeys,
+  createTestVerifier,
+  openTestDatabase,
+  publishEvent,
+  startTestServer,
   TEST_AUDIENCE,
   TEST_ISSUER,
 } from "@shopmesh/runtime/testing.js";
 import { and, eq, inArray, sql } from "drizzle-orm";
-import { expect } from "vitest";
 import { openOrdersDatabase } from "../src/db/database.js";
 import { orders, outbox } from "../src/db/schema.js";
 import {
@@ -89,29 +91,25 @@ type OrderEventOf<S extends OrderEventSubject> = S extends typeof ORDER_PLACED
     ? OrderConfirmed
     : OrderCancelled;
 
-export function bearer(token: string): CallOptions {
-  return { headers: { authorization: `Bearer ${token}` } };
-}
-
 export async function startStack() {
   const run = randomBytes(4).toString("hex");
   const closers: (() => Promise<unknown> | unknown)[] = [];
 
   // identity, real: it mints the tokens and answers GetUser.
-  const identityDb = await createTestDatabase("orders_identity");
-  closers.push(() => identityDb.drop());
-  const identityDatabase = await openIdentityDatabase(identityDb.url, { max: 5 });
-  closers.push(() => identityDatabase.close());
-  const identityServer = createGrpcServer({
-    logger,
-    services: createIdentityService({
+  const identityDb = await openTestDatabase("orders_identity", (url) =>
+    openIdentityDatabase(url, { max: 5 }),
+  );
+  closers.push(() => identityDb.close());
+  const identityDatabase = identityDb.database;
+  const { server: identityServer, address: identityAddr } = await startTestServer(
+    createIdentityService({
       db: identityDatabase.db,
       keys: await loadSigningKeys(identityDatabase.db),
       issuer: TEST_ISSUER,
       audience: TEST_AUDIENCE,
     }).registrations,
-  });
-  const identityAddr = `127.0.0.1:${await identityServer.listen(0, "127.0.0.1")}`;
+    logger,
+  );
   closers.push(() => identityServer.shutdown());
   const identityClient = createGrpcClient(IdentityService, identityAddr);
   closers.push(() => identityClient.close());
@@ -119,31 +117,24 @@ export async function startStack() {
   await ensureAdmin(identityDatabase.db, { email: adminEmail, password: PASSWORD });
 
   // catalog, real: ReserveStock / ReleaseStock against its own database.
-  const catalogDb = await createTestDatabase("orders_catalog");
-  closers.push(() => catalogDb.drop());
-  const catalogDatabase = await openCatalogDatabase(catalogDb.url, { max: 20 });
-  closers.push(() => catalogDatabase.close());
-  const catalogKeys = await createTestKeys();
+  const catalogDb = await openTestDatabase("orders_catalog", (url) =>
+    openCatalogDatabase(url, { max: 20 }),
+  );
+  closers.push(() => catalogDb.close());
+  const catalogDatabase = catalogDb.database;
   const catalogServices = createCatalogService({
     db: catalogDatabase.db,
-    verifier: createTokenVerifier({
-      issuer: TEST_ISSUER,
-      audience: TEST_AUDIENCE,
-      fetchJwks: catalogKeys.fetchJwks,
-    }),
+    verifier: createTestVerifier(await createTestKeys()),
   });
-  let catalogServer: GrpcServer | undefined = createGrpcServer({
-    logger,
-    services: catalogServices,
-  });
-  const catalogPort = await catalogServer.listen(0, "127.0.0.1");
+  const catalogStarted = await startTestServer(catalogServices, logger);
+  let catalogServer: GrpcServer | undefined = catalogStarted.server;
+  const catalogPort = catalogStarted.port;
   closers.push(() => catalogServer?.shutdown());
 
   // orders, the service under test, wired as main.ts wires it.
-  const ordersDb = await createTestDatabase("orders");
-  closers.push(() => ordersDb.drop());
-  const ordersDatabase = await openOrdersDatabase(ordersDb.url, { max: 20 });
-  closers.push(() => ordersDatabase.close());
+  const ordersDb = await openTestDatabase("orders", (url) => openOrdersDatabase(url, { max: 20 }));
+  closers.push(() => ordersDb.close());
+  const ordersDatabase = ordersDb.database;
   const bus = await connectBus({ url: NATS_URL, name: `orders-test-${run}`, logger });
   closers.push(() => bus.close());
   const relay = startOutboxRelay({ sql: ordersDatabase.sql, bus, logger, pollMs: 100 });
@@ -179,9 +170,8 @@ export async function startStack() {
     await consumers.stop();
     await deleteDurables(consumers.durables);
   });
-  const server = createGrpcServer({
-    logger,
-    services: [
+  const { server, address } = await startTestServer(
+    [
       createOrderService({
         db: ordersDatabase.db,
         verifier: createTokenVerifier({
@@ -193,8 +183,8 @@ export async function startStack() {
         inventory,
       }),
     ],
-  });
-  const address = `127.0.0.1:${await server.listen(0, "127.0.0.1")}`;
+    logger,
+  );
   closers.push(() => server.shutdown());
   const client = createGrpcClient(OrderService, address, { timeoutMs: 15_000 });
   closers.push(() => client.close());
@@ -223,18 +213,6 @@ export async function startStack() {
   const decode = <S extends OrderEventSubject>(subject: S, data: Uint8Array) =>
     fromBinary(ORDER_EVENTS[subject] as GenMessage<Message>, data) as OrderEventOf<S>;
 
-  /** Publishes a payment event as payments would: Nats-Msg-Id = the event id. */
-  async function publish(
-    subject: string,
-    eventId: string,
-    payload: Uint8Array,
-    headers: Record<string, string> = {},
-  ) {
-    const h = natsHeaders();
-    for (const [k, v] of Object.entries(headers)) h.set(k, v);
-    await bus.js.publish(subject, payload, { msgID: eventId, headers: h });
-    return eventId;
-  }
   const stamp = () => ({ eventId: randomUUID(), occurTime: timestampFromDate(new Date()) });
 
   async function reservationsOf(productId: string, status: "reserved" | "released") {
@@ -276,22 +254,8 @@ export async function startStack() {
     },
 
     /** A product straight in the catalog's database. */
-    async insertProduct(values: Partial<typeof products.$inferInsert> = {}) {
-      const [row] = await catalogDatabase.db
-        .insert(products)
-        .values({
-          sku: `T-${randomUUID().slice(0, 8).toUpperCase()}`,
-          name: "Test product",
-          priceAmount: 1000n,
-          currencyCode: "USD",
-          stock: 10,
-          active: true,
-          ...values,
-        })
-        .returning();
-      if (row === undefined) throw new Error("insert returned no row");
-      return row;
-    },
+    insertProduct: (values?: Parameters<typeof insertProduct>[1]) =>
+      insertProduct(catalogDatabase.db, values),
 
     async stockOf(productId: string) {
       const [row] = await catalogDatabase.db
@@ -349,7 +313,7 @@ export async function startStack() {
     },
 
     /** Publishes PaymentSucceeded for `order`; returns the event id. */
-    paymentSucceeded(
+    async paymentSucceeded(
       order: Order,
       paymentId: string = randomUUID(),
       headers: Record<string, string> = {},
@@ -361,15 +325,12 @@ export async function startStack() {
         userId: order.userId,
         amount: order.total,
       });
-      return publish(
-        PAYMENT_SUCCEEDED,
-        event.eventId,
-        toBinary(PaymentSucceededSchema, event),
-        headers,
-      );
+      // Published as payments would: Nats-Msg-Id = the event id.
+      await publishEvent(bus, PAYMENT_SUCCEEDED, PaymentSucceededSchema, event, headers);
+      return event.eventId;
     },
 
-    paymentFailed(order: Order, reason = "card_declined") {
+    async paymentFailed(order: Order, reason = "card_declined") {
       const event = create(PaymentFailedSchema, {
         ...stamp(),
         paymentId: randomUUID(),
@@ -377,10 +338,11 @@ export async function startStack() {
         userId: order.userId,
         reason,
       });
-      return publish(PAYMENT_FAILED, event.eventId, toBinary(PaymentFailedSchema, event));
+      await publishEvent(bus, PAYMENT_FAILED, PaymentFailedSchema, event);
+      return event.eventId;
     },
 
-    paymentRefunded(order: Order, paymentId: string) {
+    async paymentRefunded(order: Order, paymentId: string) {
       const event = create(PaymentRefundedSchema, {
         ...stamp(),
         paymentId,
@@ -388,7 +350,8 @@ export async function startStack() {
         userId: order.userId,
         amount: order.total,
       });
-      return publish(PAYMENT_REFUNDED, event.eventId, toBinary(PaymentRefundedSchema, event));
+      await publishEvent(bus, PAYMENT_REFUNDED, PaymentRefundedSchema, event);
+      return event.eventId;
     },
 
     /** Messages of this run's `<event>` consumer that failed and wait to be delivered again. */
@@ -442,13 +405,3 @@ export async function startStack() {
 }
 
 export type Stack = Awaited<ReturnType<typeof startStack>>;
-
-/** The RpcError a call fails with (the test fails if it succeeds). */
-export async function rpcError(call: Promise<unknown>): Promise<RpcError> {
-  const err = await call.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, "expected the call to fail").toBeInstanceOf(RpcError);
-  return err as RpcError;
-}

@@ -3,53 +3,32 @@
  * from the repo root. Bad config stops it with one line; good config migrates,
  * connects to NATS, serves, and stops cleanly on SIGTERM.
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { once } from "node:events";
-import { fileURLToPath } from "node:url";
 import { OrderService } from "@shopmesh/gen/shop/orders/v1/orders_pb.js";
 import { connectBus, STREAM } from "@shopmesh/runtime/bus.js";
 import { Code } from "@shopmesh/runtime/errors.js";
 import { createGrpcClient } from "@shopmesh/runtime/grpc-client.js";
 import { createLogger } from "@shopmesh/runtime/logger.js";
-import { createTestDatabase } from "@shopmesh/runtime/testing.js";
+import {
+  createTestDatabase,
+  killSpawned,
+  rpcError,
+  spawnService,
+} from "@shopmesh/runtime/testing.js";
 import { afterAll, describe, expect, it } from "vitest";
-import { rpcError } from "./harness.js";
 
-const repoRoot = fileURLToPath(new URL("../../..", import.meta.url));
 const NATS_URL = process.env["NATS_URL"] ?? "nats://127.0.0.1:4222";
-const children: ChildProcess[] = [];
 
-function start(env: Record<string, string | undefined>) {
-  const merged: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: "info", ...env };
-  for (const [k, v] of Object.entries(env)) if (v === undefined) delete merged[k];
-  const child = spawn(process.execPath, ["--import", "tsx", "services/orders/src/main.ts"], {
-    cwd: repoRoot,
-    env: merged,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.push(child);
-  let stdout = "";
-  let stderr = "";
-  child.stdout?.on("data", (d: Buffer) => {
-    stdout += d.toString();
-  });
-  child.stderr?.on("data", (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const exited = once(child, "exit").then(([code]) => code as number | null);
-  return { child, exited, out: () => stdout, err: () => stderr };
-}
+const start = (env: Record<string, string | undefined>) =>
+  spawnService("services/orders/src/main.ts", env);
 
-afterAll(() => {
-  for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
-});
+afterAll(killSpawned);
 
 describe("main", () => {
   it("exits 1 with one stderr line naming DATABASE_URL when it is not set", async () => {
     const p = start({ DATABASE_URL: undefined, NATS_URL });
     expect(await p.exited).toBe(1);
-    const lines = p.err().trim().split("\n");
+    const lines = p.stderr().trim().split("\n");
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^orders: config error: DATABASE_URL is required but not set$/);
   });
@@ -58,9 +37,9 @@ describe("main", () => {
     const noNats = start({ DATABASE_URL: "postgres://x@127.0.0.1/x", NATS_URL: undefined });
     const bad = start({ DATABASE_URL: "postgres//user:s3cret@db", NATS_URL });
     expect(await noNats.exited).toBe(1);
-    expect(noNats.err().trim()).toBe("orders: config error: NATS_URL is required but not set");
+    expect(noNats.stderr().trim()).toBe("orders: config error: NATS_URL is required but not set");
     expect(await bad.exited).toBe(1);
-    expect(bad.err().trim()).toBe("orders: config error: DATABASE_URL must be a URL");
+    expect(bad.stderr().trim()).toBe("orders: config error: DATABASE_URL must be a URL");
   });
 
   it("migrates, serves and stops cleanly on SIGTERM", async () => {
@@ -68,13 +47,7 @@ describe("main", () => {
     const prefix = `orders-main-${randomBytes(4).toString("hex")}`;
     try {
       const p = start({ DATABASE_URL: db.url, NATS_URL, PORT: "0", NATS_DURABLE_PREFIX: prefix });
-      const readyLine = () =>
-        p
-          .out()
-          .split("\n")
-          .find((l) => l.includes('"msg":"ready"'));
-      await expect.poll(readyLine, { timeout: 20_000, interval: 100 }).toBeDefined();
-      const port = (JSON.parse(readyLine() ?? "{}") as { port: number }).port;
+      const { port } = await p.ready(20_000);
       expect(port).toBeGreaterThan(0);
 
       // It answers (and refuses an anonymous caller, as it should).
@@ -83,8 +56,7 @@ describe("main", () => {
       expect(err.code).toBe(Code.UNAUTHENTICATED);
       client.close();
 
-      p.child.kill("SIGTERM");
-      expect(await p.exited).toBe(0);
+      expect(await p.stop()).toBe(0);
     } finally {
       await db.drop();
       // The durable consumers main.ts created under this run's prefix.

@@ -2,13 +2,15 @@
  * GetOrder, ListOrders and CancelOrder over real gRPC: who sees which order, paging
  * and filters, and cancelling (stock back in the catalog, OrderCancelled, history).
  */
+
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { OrderStatus } from "@shopmesh/gen/shop/orders/v1/orders_pb.js";
 import { Code } from "@shopmesh/runtime/errors.js";
 import type { CallOptions } from "@shopmesh/runtime/grpc-client.js";
+import { rpcError } from "@shopmesh/runtime/testing.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ORDER_CANCELLED } from "../src/state-machine.js";
-import { rpcError, type Stack, startStack } from "./harness.js";
+import { type Stack, startStack } from "./harness.js";
 
 let s: Stack;
 beforeAll(async () => {

@@ -6,9 +6,10 @@
 
 import { OrderStatus } from "@shopmesh/gen/shop/orders/v1/orders_pb.js";
 import { Code } from "@shopmesh/runtime/errors.js";
+import { bearer, rpcError } from "@shopmesh/runtime/testing.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ORDER_PLACED } from "../src/state-machine.js";
-import { bearer, rpcError, type Stack, startStack } from "./harness.js";
+import { type Stack, startStack } from "./harness.js";
 
 let s: Stack;
 beforeAll(async () => {

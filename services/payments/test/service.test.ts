@@ -2,14 +2,16 @@
  * PaymentService over real gRPC against a real database: who may see which payment,
  * filters, newest-first paging with opaque tokens, and the error codes.
  */
+
 import { randomUUID } from "node:crypto";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { type Payment, PaymentStatus } from "@shopmesh/gen/shop/payments/v1/payments_pb.js";
 import { Code } from "@shopmesh/runtime/errors.js";
 import type { CallOptions } from "@shopmesh/runtime/grpc-client.js";
+import { rpcError } from "@shopmesh/runtime/testing.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type PaymentRow, payments } from "../src/db/schema.js";
-import { type Payments, rpcError, startPayments } from "./harness.js";
+import { type Payments, startPayments } from "./harness.js";
 
 let p: Payments;
 const alice = randomUUID();

@@ -140,6 +140,36 @@ export function requireAdmin(claims: Claims): void {
   if (!isAdmin(claims)) throw new PermissionDeniedError("admin role required");
 }
 
+/**
+ * The verifier of a service that trusts identity: issuer and audience from authEnv's
+ * JWT_ISSUER / JWT_AUDIENCE, keys from KeyService at IDENTITY_ADDR.
+ */
+export function createIdentityVerifier(config: {
+  JWT_ISSUER: string;
+  JWT_AUDIENCE: string;
+  IDENTITY_ADDR: string;
+}): TokenVerifier {
+  return createTokenVerifier({
+    issuer: config.JWT_ISSUER,
+    audience: config.JWT_AUDIENCE,
+    fetchJwks: jwksFromKeyService(config.IDENTITY_ADDR),
+  });
+}
+
+/** A JWK set as KeyService's GetJwks answers it (absent members as ""). */
+export function jwksResponse(jwks: JSONWebKeySet) {
+  return {
+    keys: jwks.keys.map((k) => ({
+      kty: k.kty,
+      crv: k.crv ?? "",
+      x: k.x ?? "",
+      kid: k.kid ?? "",
+      alg: k.alg ?? "",
+      use: k.use ?? "",
+    })),
+  };
+}
+
 /** A JWKS source backed by identity's KeyService over gRPC. */
 export function jwksFromKeyService(address: string): () => Promise<JSONWebKeySet> {
   const client = createGrpcClient(KeyService, address, { timeoutMs: 3_000 });

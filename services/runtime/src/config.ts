@@ -69,6 +69,11 @@ export const env = {
       },
       o.default === undefined ? undefined : () => o.default as string,
     ),
+  /** A URL that may be unset (undefined), checked as env.url checks it when set. */
+  optionalUrl: (o: { protocols?: string[] } = {}): Field<string | undefined> => {
+    const url = env.url(o);
+    return { read: (raw) => (raw ? url.read(raw) : undefined) };
+  },
   oneOf: <T extends string>(values: readonly T[], o: { default?: T } = {}) =>
     field(
       (raw) => {

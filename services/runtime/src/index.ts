@@ -12,6 +12,7 @@ export * from "./grpc-server.js";
 export * from "./health.js";
 export * from "./logger.js";
 export * from "./outbox.js";
+export * from "./page-token.js";
 export * from "./reflection.js";
 export * from "./shutdown.js";
 export * from "./validation.js";

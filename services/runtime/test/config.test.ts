@@ -22,6 +22,21 @@ describe("config", () => {
     expect(() => loadConfig(spec, { MODE: "a", PORT: "70000" })).toThrow(ConfigError);
   });
 
+  it("optionalUrl: undefined when unset, checked like url when set, never echoing it", () => {
+    const spec = { SMTP_URL: env.optionalUrl({ protocols: ["smtp", "smtps"] }) };
+    expect(loadConfig(spec, {})).toEqual({ SMTP_URL: undefined });
+    expect(loadConfig(spec, { SMTP_URL: "" })).toEqual({ SMTP_URL: undefined });
+    expect(loadConfig(spec, { SMTP_URL: "smtps://u:p@mail:465" })).toEqual({
+      SMTP_URL: "smtps://u:p@mail:465",
+    });
+    expect(() => loadConfig(spec, { SMTP_URL: "http://mail" })).toThrow(
+      'SMTP_URL must use smtp or smtps (got "http:")',
+    );
+    expect(() => loadConfig(spec, { SMTP_URL: "smtp//u:hunter2@mail" })).toThrow(
+      /^SMTP_URL must be a URL$/,
+    );
+  });
+
   it("stops a process with exit 1 and one line naming a missing variable", () => {
     const res = run({ PG_URL: "postgres://x@localhost/db" });
     expect(res.status).toBe(1);
