@@ -1,0 +1,194 @@
+/**
+ * Runs the real stack for a benchmark: the launcher (`npm start`'s entry point, on
+ * the same Node) as a child process with fresh ports, its own DATA_DIR in a temp
+ * folder, a random DB_PREFIX, its own nats-server (NATS_URL unset), the edge rate
+ * limit off and LOG_LEVEL=warn; PostgreSQL from PG_URL when set, else embedded.
+ * `stop()` sends SIGTERM and waits for the launcher to exit (it stops everything).
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import * as net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+export const repoRoot = new URL("../../", import.meta.url).pathname;
+
+export const SERVICE_NAMES = [
+  "identity",
+  "catalog",
+  "orders",
+  "payments",
+  "notifications",
+  "edge",
+] as const;
+
+export interface StackProcess {
+  service: string;
+  pid: number;
+  port: number;
+}
+
+export interface StackInfo {
+  services: StackProcess[];
+  postgres?: { url: string; port: number; embedded: boolean; pid?: number };
+  nats?: { url: string; spawned: boolean; pid?: number };
+}
+
+export interface Stack {
+  edgeUrl: string;
+  ports: Record<(typeof SERVICE_NAMES)[number], number>;
+  dataDir: string;
+  adminEmail: string;
+  adminPassword: string;
+  /** PostgreSQL superuser URL (for scratch databases). */
+  pgAdminUrl: string;
+  /** Prefix of the services' databases: `${dbPrefix}orders` is orders' database. */
+  dbPrefix: string;
+  natsUrl: string;
+  /** DATA_DIR/stack.json as it is now (pids change when a service is restarted). */
+  info(): StackInfo;
+  /** Milliseconds from spawn to the "shopmesh ready" line. */
+  startMs: number;
+  /** Everything the launcher printed (warnings and errors at LOG_LEVEL=warn). */
+  output(): string;
+  stop(): Promise<void>;
+}
+
+/** A free TCP port on 127.0.0.1 (listen on 0, read it, close). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      srv.close(() => resolve(typeof addr === "object" && addr ? addr.port : 0));
+    });
+  });
+}
+
+async function freePorts(n: number): Promise<number[]> {
+  const out: number[] = [];
+  while (out.length < n) {
+    const p = await freePort();
+    if (!out.includes(p)) out.push(p);
+  }
+  return out;
+}
+
+export async function startStack(
+  options: {
+    env?: Record<string, string>;
+    log?: (line: string) => void;
+    readyTimeoutMs?: number;
+  } = {},
+): Promise<Stack> {
+  const log = options.log ?? (() => {});
+  const dataDir = mkdtempSync(join(tmpdir(), "shopmesh-bench-"));
+  // Run as root, the embedded PostgreSQL runs as the `postgres` user: it must reach in.
+  chmodSync(dataDir, 0o755);
+  const p = await freePorts(SERVICE_NAMES.length);
+  const ports = Object.fromEntries(
+    SERVICE_NAMES.map((s, i) => [s, p[i] as number]),
+  ) as Stack["ports"];
+  const adminEmail = `bench-admin-${randomBytes(3).toString("hex")}@example.com`;
+  const adminPassword = `bench-${randomBytes(9).toString("hex")}`;
+  const givenPg = process.env["PG_URL"] || undefined;
+  const dbPrefix = `bench_${randomBytes(3).toString("hex")}_`;
+  const env: Record<string, string> = {
+    ...(process.env as Record<string, string>),
+    DATA_DIR: dataDir,
+    DB_PREFIX: dbPrefix,
+    EDGE_PORT: String(ports.edge),
+    IDENTITY_PORT: String(ports.identity),
+    CATALOG_PORT: String(ports.catalog),
+    ORDERS_PORT: String(ports.orders),
+    PAYMENTS_PORT: String(ports.payments),
+    NOTIFICATIONS_PORT: String(ports.notifications),
+    EMBEDDED_PG_PORT: "0",
+    NATS_PORT: "0",
+    RATE_LIMIT_RPS: "0",
+    LOG_LEVEL: "warn",
+    LOG_FORMAT: "pretty",
+    ADMIN_EMAIL: adminEmail,
+    ADMIN_PASSWORD: adminPassword,
+    ...options.env,
+  };
+  delete env["NATS_URL"];
+  delete env["DATABASE_URL"];
+  delete env["SERVICES"];
+  if (givenPg) env["PG_URL"] = givenPg;
+  else delete env["PG_URL"];
+
+  const started = performance.now();
+  let output = "";
+  const child: ChildProcess = spawn(
+    process.execPath,
+    ["--import", "tsx", "services/launcher/src/main.ts"],
+    { cwd: repoRoot, env, stdio: ["ignore", "pipe", "pipe"], detached: true },
+  );
+  const onData = (d: Buffer) => {
+    const text = d.toString();
+    output += text;
+    for (const line of text.split("\n")) if (line.trim() !== "") log(line);
+  };
+  child.stdout?.on("data", onData);
+  child.stderr?.on("data", onData);
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timeout = options.readyTimeoutMs ?? 180_000;
+      const timer = setTimeout(
+        () => reject(new Error(`stack not ready in ${timeout / 1000} s:\n${output}`)),
+        timeout,
+      );
+      const check = setInterval(() => {
+        if (output.includes("shopmesh ready")) {
+          clearInterval(check);
+          clearTimeout(timer);
+          resolve();
+        }
+      }, 50);
+      void exited.then(() => {
+        clearInterval(check);
+        clearTimeout(timer);
+        reject(new Error(`the launcher exited before ready:\n${output}`));
+      });
+    });
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  const startMs = performance.now() - started;
+  const info = (): StackInfo =>
+    JSON.parse(readFileSync(join(dataDir, "stack.json"), "utf8")) as StackInfo;
+  const first = info();
+  const pgUrl = new URL(givenPg ?? first.postgres?.url ?? "");
+  // stack.json redacts the password; the embedded server's superuser password is fixed.
+  if (givenPg === undefined && pgUrl.password === "***") pgUrl.password = "postgres";
+  return {
+    edgeUrl: `http://127.0.0.1:${ports.edge}`,
+    ports,
+    dataDir,
+    adminEmail,
+    adminPassword,
+    pgAdminUrl: pgUrl.toString(),
+    dbPrefix,
+    natsUrl: first.nats?.url ?? "",
+    info,
+    startMs,
+    output: () => output,
+    stop,
+  };
+}
