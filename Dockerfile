@@ -35,9 +35,13 @@ COPY tsconfig.base.json tsconfig.json ./
 COPY gen/ gen/
 COPY services/ services/
 COPY scripts/build-service.mjs scripts/
+COPY web/ web/
 ARG SERVICE
+# The edge also carries the storefront: Vite builds web/ into web/dist (static files,
+# the same for every platform). Other services get an empty web/dist.
 RUN test -n "${SERVICE}" || { echo "build arg SERVICE is required (identity, catalog, ...)"; exit 1; } \
- && node scripts/build-service.mjs "${SERVICE}"
+ && node scripts/build-service.mjs "${SERVICE}" \
+ && if [ "${SERVICE}" = edge ]; then node web/build.mjs; else mkdir -p web/dist; fi
 
 # --- production dependencies of the one workspace (target platform) ---
 FROM ${NODE_IMAGE} AS deps
@@ -66,10 +70,14 @@ WORKDIR /app
 COPY --from=deps --chown=root:root /app/node_modules ./node_modules
 COPY --from=deps --chown=root:root /app/services/${SERVICE}/node_modules ./services/${SERVICE}/node_modules
 COPY --from=build --chown=root:root /src/services/${SERVICE}/dist ./services/${SERVICE}/dist
+# The edge serves /app/web/dist at / (services/edge/src/static.ts finds it from its bundle).
+COPY --from=build --chown=root:root /src/web/dist ./web/dist
 WORKDIR /app/services/${SERVICE}
 # "node" (uid 1000) from the base image; files stay root-owned and read-only to it.
 USER 1000:1000
 LABEL org.opencontainers.image.title="shopmesh ${SERVICE}" \
       org.opencontainers.image.source="shopmesh" \
       org.opencontainers.image.description="shopmesh ${SERVICE} service"
-ENTRYPOINT ["/usr/bin/tini", "--", "node", "--enable-source-maps", "dist/main.mjs"]
+# The OpenTelemetry SDK starts before the service's code (it stays off unless
+# OTEL_EXPORTER_OTLP_ENDPOINT is set; the chart sets it and OTEL_SERVICE_NAME).
+ENTRYPOINT ["/usr/bin/tini", "--", "node", "--enable-source-maps", "--import", "./dist/telemetry-register.mjs", "dist/main.mjs"]

@@ -1,7 +1,9 @@
 /**
  * Compiles one service (or `all`) for its container image: our own TypeScript
  * (services/<name>/src, services/runtime, gen/ts) is bundled by esbuild into
- * services/<name>/dist/main.mjs; third-party packages stay external and are loaded
+ * services/<name>/dist/main.mjs, and the runtime's OpenTelemetry start-up into
+ * dist/telemetry-register.mjs (loaded with `node --import` before main.mjs, as the
+ * launcher loads the .ts); third-party packages stay external and are loaded
  * from the image's node_modules (`npm ci --omit=dev -w services/<name>`).
  *
  *   node scripts/build-service.mjs identity        # or: all
@@ -98,8 +100,15 @@ export async function buildService(service, options = {}) {
 
   const result = await build({
     absWorkingDir: root,
-    entryPoints: [entry],
-    outfile: join(outdir, "main.mjs"),
+    entryPoints: [
+      { in: entry, out: "main" },
+      {
+        in: join(root, "services", "runtime", "src", "telemetry-register.ts"),
+        out: "telemetry-register",
+      },
+    ],
+    outdir,
+    outExtension: { ".js": ".mjs" },
     bundle: true,
     platform: "node",
     format: "esm",

@@ -63,14 +63,26 @@ describe.each(SERVICES)("service $name", (svc) => {
     const c = container(d, svc.name);
     expect(c.image).toBe(`shopmesh/${svc.name}:0.1.0`);
 
+    // Probes on the admin port (the runtime's admin server): /healthz, /readyz.
     for (const probe of ["startupProbe", "readinessProbe", "livenessProbe"]) {
-      if (svc.protocol === "grpc") expect(c[probe].grpc, probe).toEqual({ port: svc.port });
-      else expect(c[probe].httpGet.port, probe).toBe("http");
+      expect(c[probe].httpGet.port, probe).toBe("admin");
     }
-    if (svc.protocol === "http") {
-      expect(c.readinessProbe.httpGet.path).toBe("/readyz");
-      expect(c.livenessProbe.httpGet.path).toBe("/healthz");
-    }
+    expect(c.startupProbe.httpGet.path).toBe("/healthz");
+    expect(c.readinessProbe.httpGet.path).toBe("/readyz");
+    expect(c.livenessProbe.httpGet.path).toBe("/healthz");
+    expect(c.ports).toContainEqual({ name: "admin", containerPort: 9090, protocol: "TCP" });
+    expect(env(c, "ADMIN_PORT").value).toBe("9090");
+    expect(d.spec.template.metadata.annotations).toMatchObject({
+      "prometheus.io/scrape": "true",
+      "prometheus.io/port": "9090",
+      "prometheus.io/path": "/metrics",
+    });
+    // Zero-downtime rolling updates: a surge pod, none taken away, and a grace period
+    // longer than the preStop sleep plus the runtime's 15 s drain bound.
+    expect(d.spec.strategy.rollingUpdate.maxUnavailable).toBe(0);
+    expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(
+      c.lifecycle.preStop.sleep.seconds + 15,
+    );
 
     expect(c.resources.requests.cpu).toBeTruthy();
     expect(c.resources.requests.memory).toBeTruthy();
@@ -137,6 +149,7 @@ describe.each(SERVICES)("service $name", (svc) => {
       kind: "Deployment",
       name: name(svc.name),
     });
+    expect(hpa.spec.minReplicas).toBeGreaterThanOrEqual(2);
     expect(hpa.spec.maxReplicas).toBeGreaterThanOrEqual(hpa.spec.minReplicas);
     expect(find(defaults, "Deployment", name(svc.name)).spec.replicas).toBeUndefined();
     const pdb = find(defaults, "PodDisruptionBudget", name(svc.name));
@@ -338,6 +351,15 @@ describe("data stores", { timeout: 120_000 }, () => {
     expect(adminUrl.valueFrom.secretKeyRef.name).toBe("shopmesh-postgres-admin");
     expect(find(external, "ConfigMap", "shopmesh-env").data.OTEL_EXPORTER_OTLP_ENDPOINT).toBe(
       "http://otel-collector.observability.svc.cluster.local:4317",
+    );
+  });
+
+  it("refuses a grace period the drain does not fit in, and a domain service HPA below 2", () => {
+    expect(() => renderChart({ set: { terminationGracePeriodSeconds: 20 } })).toThrow(
+      /terminationGracePeriodSeconds \(20\) must exceed preStopSleepSeconds \+ 15 s of drain \(20\)/,
+    );
+    expect(() => renderChart({ set: { "services[2].autoscaling.minReplicas": 1 } })).toThrow(
+      /services\[orders\].autoscaling.minReplicas must be at least 2/,
     );
   });
 

@@ -2,11 +2,14 @@
  * `loadCatalogConfig`: the environment the catalog reads, once, validated. A bad or
  * missing value stops the process with exit 1 and one line naming the variable.
  */
+import { adminEnv } from "@shopmesh/runtime/admin-server.js";
 import { authEnv, env, loadConfigOrExit } from "@shopmesh/runtime/config.js";
 
 export const catalogEnv = {
   /** gRPC port (CatalogService, InventoryService, health, reflection). */
   PORT: env.port({ default: 50052 }),
+  /** Admin HTTP port: /metrics, /healthz, /readyz (unset: none). */
+  ...adminEnv,
   /** The catalog's own database. */
   DATABASE_URL: env.url({ protocols: ["postgres", "postgresql"] }),
   /** NATS server(s) with JetStream: the outbox relay publishes StockLow there. */
@@ -23,6 +26,7 @@ export const catalogEnv = {
 
 export interface CatalogConfig {
   PORT: number;
+  ADMIN_PORT: number | undefined;
   DATABASE_URL: string;
   NATS_URL: string;
   DATABASE_POOL_MAX: number;

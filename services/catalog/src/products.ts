@@ -1,13 +1,12 @@
 /**
  * Pieces shared by the catalog's handlers: `productToProto` (row → message),
  * `noteStockChange` (the optional StockLow event), `pgErrorCode` (Postgres error
- * codes through drizzle's wrapping) and `eventHeaders`.
+ * codes through drizzle's wrapping).
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { ProductSchema } from "@shopmesh/gen/shop/catalog/v1/catalog_pb.js";
 import { StockLowSchema } from "@shopmesh/gen/shop/catalog/v1/events_pb.js";
-import { currentCall } from "@shopmesh/runtime/context.js";
 import { enqueueEvent, type Tx } from "@shopmesh/runtime/outbox.js";
 import type { ProductRow } from "./db/schema.js";
 
@@ -27,18 +26,6 @@ export function productToProto(row: ProductRow): MessageInitShape<typeof Product
   };
 }
 
-/** The request id and trace context of the current call, carried on the event. */
-export function eventHeaders(): Record<string, string> {
-  const call = currentCall();
-  if (call === undefined) return {};
-  const headers: Record<string, string> = { "x-request-id": call.requestId };
-  for (const key of ["traceparent", "tracestate"]) {
-    const v = call.header(key);
-    if (v !== undefined) headers[key] = v;
-  }
-  return headers;
-}
-
 /**
  * Writes StockLow, in the caller's transaction, when stock crosses the threshold
  * downwards. Only on the crossing: a product sitting low does not emit an event on
@@ -51,13 +38,11 @@ export async function noteStockChange(
   threshold: number | undefined,
 ): Promise<void> {
   if (threshold === undefined || !(before > threshold && product.stock <= threshold)) return;
-  await enqueueEvent(
-    tx,
-    STOCK_LOW_SUBJECT,
-    StockLowSchema,
-    { productId: product.id, sku: product.sku, stock: product.stock },
-    eventHeaders(),
-  );
+  await enqueueEvent(tx, STOCK_LOW_SUBJECT, StockLowSchema, {
+    productId: product.id,
+    sku: product.sku,
+    stock: product.stock,
+  });
 }
 
 /**

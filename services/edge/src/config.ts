@@ -1,9 +1,13 @@
 /** The edge's configuration, read once from the environment. */
-import { authEnv, env, loadConfigOrExit } from "@shopmesh/runtime";
+import { adminEnv, authEnv, env, loadConfigOrExit } from "@shopmesh/runtime";
 
 export const edgeEnv = {
   ...authEnv,
   PORT: env.port({ default: 8080 }),
+  /** Admin HTTP port: /metrics, /healthz, /readyz (unset: none). */
+  ...adminEnv,
+  /** "1": share PORT with other edge replicas (SO_REUSEPORT; the launcher sets it). */
+  REUSE_PORT: env.oneOf(["0", "1"] as const, { default: "0" }),
   CATALOG_ADDR: env.string({ default: "127.0.0.1:50052" }),
   ORDERS_ADDR: env.string({ default: "127.0.0.1:50053" }),
   PAYMENTS_ADDR: env.string({ default: "127.0.0.1:50054" }),
@@ -18,6 +22,8 @@ export const edgeEnv = {
   RATE_LIMIT_BURST: env.int({ default: 100, min: 1 }),
   /** Deadline of a call that arrives without one (REST, or RPC without a timeout). */
   EDGE_TIMEOUT_MS: env.int({ default: 10_000, min: 100 }),
+  /** The storefront's built assets; empty: web/dist of this checkout or image. */
+  WEB_DIR: env.string({ default: "" }),
 };
 
 export type EdgeConfig = ReturnType<typeof loadEdgeConfig>;

@@ -26,13 +26,16 @@ import {
 } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import {
+  type CallContext,
   type CallOptions,
   codeName,
   createHealth,
   createReflectionServices,
+  currentCall,
   httpStatusFor,
   InvalidArgumentError,
   type Logger,
+  runWithCall,
   type TokenVerifier,
   toWireStatus,
   type WireStatus,
@@ -40,9 +43,12 @@ import {
 import type { EdgeConfig } from "./config.js";
 import { docsHtml } from "./docs.js";
 import { admit, type Downstreams, PUBLIC_SERVICES } from "./gateway.js";
+import { observeHttp } from "./http-metrics.js";
+import { traceRequest } from "./http-trace.js";
 import { buildOpenApi } from "./openapi.js";
 import type { RateLimiter } from "./rate-limit.js";
 import { createRestRouter, decodeRestRequest, encodeRestResponse, type RestMatch } from "./rest.js";
+import { createStaticSite } from "./static.js";
 
 export interface EdgeDeps {
   config: EdgeConfig;
@@ -53,7 +59,8 @@ export interface EdgeDeps {
 }
 
 export interface EdgeServer {
-  listen(port: number, host?: string): Promise<number>;
+  /** `reusePort`: several edge processes share the port (SO_REUSEPORT, Linux). */
+  listen(port: number, host?: string, options?: { reusePort?: boolean }): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -61,6 +68,8 @@ type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;
 
 const kClientIp = createContextKey("", { description: "client ip" });
+/** The request's call context (http-trace.ts), re-entered by the Connect handlers. */
+const kCall = createContextKey<CallContext | undefined>(undefined, { description: "call" });
 
 const CORS_ALLOW_HEADERS = [
   "authorization",
@@ -88,6 +97,7 @@ export function createEdgeServer(deps: EdgeDeps): EdgeServer {
   const origins = config.CORS_ORIGINS.split(",").map((o) => o.trim());
   const health = createHealth(PUBLIC_SERVICES.map((s) => s.typeName));
   const reflection = createReflectionServices([...PUBLIC_SERVICES, health.registration.service]);
+  const site = createStaticSite(config.WEB_DIR || undefined);
 
   const callOptions = (
     authorization: string | undefined,
@@ -147,6 +157,13 @@ export function createEdgeServer(deps: EdgeDeps): EdgeServer {
 
   const requestIdOf = (ctx: HandlerContext) =>
     ctx.requestHeader.get("x-request-id") ?? randomUUID();
+  /** `fn`, called in the request's call context (its span is the parent of the call's). */
+  const inCall =
+    <A extends unknown[], R>(ctx: HandlerContext, fn: (...args: A) => R) =>
+    (...args: A): R => {
+      const call = ctx.values.get(kCall);
+      return call === undefined ? fn(...args) : runWithCall(call, () => fn(...args));
+    };
 
   const routes = (router: ConnectRouter) => {
     for (const service of PUBLIC_SERVICES) {
@@ -155,7 +172,7 @@ export function createEdgeServer(deps: EdgeDeps): EdgeServer {
         if (method.methodKind === "unary") {
           impl[method.localName] = async (req: unknown, ctx: HandlerContext) => {
             try {
-              return await downstreams.unary(method)(
+              return await inCall(ctx, downstreams.unary(method))(
                 req,
                 callOptions(
                   ctx.requestHeader.get("authorization") ?? undefined,
@@ -171,7 +188,7 @@ export function createEdgeServer(deps: EdgeDeps): EdgeServer {
         } else if (method.methodKind === "server_streaming") {
           impl[method.localName] = async function* (req: unknown, ctx: HandlerContext) {
             try {
-              yield* downstreams.stream(method)(
+              yield* inCall(ctx, downstreams.stream(method))(
                 req,
                 callOptions(
                   ctx.requestHeader.get("authorization") ?? undefined,
@@ -197,7 +214,8 @@ export function createEdgeServer(deps: EdgeDeps): EdgeServer {
     routes,
     interceptors: [admission],
     readMaxBytes: config.BODY_LIMIT_BYTES,
-    contextValues: (req) => createContextValues().set(kClientIp, clientIp(req)),
+    contextValues: (req) =>
+      createContextValues().set(kClientIp, clientIp(req)).set(kCall, currentCall()),
     fallback: (_req, res) =>
       sendJson(res as Res, 404, { code: "not_found", message: "no such route", details: [] }),
   });
@@ -242,10 +260,7 @@ export function createEdgeServer(deps: EdgeDeps): EdgeServer {
     sendJson(res, 200, encodeRestResponse(match.route, out));
   };
 
-  const handle = async (req: Req, res: Res) => {
-    const requestId = header(req, "x-request-id") || randomUUID();
-    req.headers["x-request-id"] = requestId;
-    res.setHeader("x-request-id", requestId);
+  const handle = async (req: Req, res: Res, requestId: string) => {
     applyCors(req, res, origins);
     const url = new URL(req.url ?? "/", "http://edge");
     const verb = (req.method ?? "GET").toUpperCase();
@@ -276,6 +291,7 @@ export function createEdgeServer(deps: EdgeDeps): EdgeServer {
             res.setHeader("cache-control", "public, max-age=300");
             return sendJson(res, 200, await verifier.jwks());
         }
+        if (await site.serve(req, res, url.pathname)) return; // the storefront (web/dist)
       }
       // RPC paths name a fully qualified service: /shop.catalog.v1.CatalogService/GetProduct.
       const isRpc = RPC_PATH.test(url.pathname);
@@ -326,8 +342,18 @@ export function createEdgeServer(deps: EdgeDeps): EdgeServer {
     }
   };
 
+  // Shutdown: the listener closes at once (new connections go to another replica);
+  // HTTP/1.1 clients get "Connection: close" on their next response, HTTP/2 sessions a
+  // GOAWAY, and idle sockets are closed only after a grace period, so a keep-alive
+  // client is rarely caught sending on a socket the server is closing.
+  let draining = false;
+  const sessions = new Set<http2.ServerHttp2Session>();
   const onRequest = (req: Req, res: Res) => {
-    handle(req, res).catch((err: unknown) => {
+    if (draining && res instanceof http.ServerResponse) res.setHeader("connection", "close");
+    observeHttp(req, res);
+    // Span, request id and access line; downstream calls run in this call context.
+    const call = traceRequest(req, res, logger);
+    runWithCall(call, () => handle(req, res, call.requestId)).catch((err: unknown) => {
       logger.error({ err }, "edge handler failed");
       if (!res.headersSent)
         sendJson(res, 500, { code: "internal", message: "internal error", details: [] });
@@ -337,14 +363,18 @@ export function createEdgeServer(deps: EdgeDeps): EdgeServer {
   const h1 = http.createServer({ keepAliveTimeout: 65_000 }, onRequest);
   const h2 = http2.createServer({}, onRequest);
   h2.on("sessionError", () => {});
+  h2.on("session", (session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+  });
   const server = net.createServer((socket) => sniff(socket, h1, h2));
   server.on("error", (err) => logger.error({ err }, "edge listener error"));
 
   return {
-    listen(port, host = "0.0.0.0") {
+    listen(port, host = "0.0.0.0", options = {}) {
       return new Promise((resolve, reject) => {
         server.once("error", reject);
-        server.listen(port, host, () => {
+        server.listen({ port, host, reusePort: options.reusePort === true }, () => {
           server.off("error", reject);
           const addr = server.address();
           health.setAll(true);
@@ -354,9 +384,11 @@ export function createEdgeServer(deps: EdgeDeps): EdgeServer {
     },
     async close() {
       health.setAll(false);
+      draining = true;
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
-        h1.closeIdleConnections();
+        for (const session of sessions) session.close();
+        setTimeout(() => h1.closeIdleConnections(), 2_000).unref();
         // Let in-flight requests finish; the shutdown bound cuts stragglers.
         setTimeout(() => {
           h1.closeAllConnections();

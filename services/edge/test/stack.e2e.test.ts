@@ -3,10 +3,11 @@
  * driven through the edge over REST, Connect and gRPC; then the saga under faults
  * (payments and the NATS server SIGKILLed mid-load). PostgreSQL is the server in
  * PG_URL (the machine's in CI, embedded otherwise), with fresh databases (DB_PREFIX);
- * NATS is a nats-server with JetStream this test starts, so it can kill it.
+ * NATS is a nats-server with JetStream this test starts, so it can kill it (both from
+ * stack-harness.ts, shared with the other e2e tests).
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { randomBytes, randomUUID } from "node:crypto";
+import { spawnSync } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,120 +15,35 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { IdentityService } from "@shopmesh/gen/shop/identity/v1/identity_pb.js";
 import { OrderService, OrderStatus } from "@shopmesh/gen/shop/orders/v1/orders_pb.js";
-import { createGrpcClient, dropServiceDatabase, freePort } from "@shopmesh/runtime";
+import { createGrpcClient } from "@shopmesh/runtime";
 import { exportJWK, generateKeyPair, importJWK, type JWK, SignJWT, UnsecuredJWT } from "jose";
-import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Stack, startStack } from "./stack-harness.js";
 
-const repoRoot = new URL("../../../", import.meta.url).pathname;
-const PG_URL = process.env["PG_URL"] as string;
-const DB_PREFIX = `e2e_${randomBytes(3).toString("hex")}_`;
-const SERVICES = ["identity", "catalog", "orders", "payments", "notifications"];
-let nats: ChildProcess | undefined;
-let natsPort: number;
-let natsDir: string;
-
-function startNats() {
-  nats = spawn("nats-server", ["-a", "127.0.0.1", "-p", String(natsPort), "-js", "-sd", natsDir], {
-    stdio: "ignore",
-  });
-}
-
-/** A service's own database, as the launcher created it. */
-function serviceDb(name: string) {
-  const url = new URL(PG_URL);
-  url.pathname = `/${DB_PREFIX}${name}`;
-  return postgres(url.toString(), { max: 2, onnotice: () => {} });
-}
-let stack: ChildProcess;
-let output = "";
+let stack: Stack;
 let dataDir: string;
 let base: string;
 let edgePort: number;
 let startedMs = 0;
-
-const ADMIN_EMAIL = `admin-${randomUUID().slice(0, 8)}@example.com`;
-const ADMIN_PASSWORD = "admin-password-123";
-
-async function ports(n: number): Promise<number[]> {
-  const out: number[] = [];
-  while (out.length < n) {
-    const p = await freePort();
-    if (!out.includes(p)) out.push(p);
-  }
-  return out;
-}
+let ADMIN_EMAIL: string;
+let ADMIN_PASSWORD: string;
+/** A service's own database, as the launcher created it. */
+const serviceDb = (name: string) => stack.serviceDb(name);
 
 beforeAll(async () => {
-  dataDir = mkdtempSync(join(tmpdir(), "shopmesh-e2e-"));
-  natsDir = join(dataDir, "own-nats");
-  const [edge, identity, catalog, orders, payments, notifications, natsP] = await ports(7);
-  natsPort = natsP as number;
-  startNats();
-  edgePort = edge as number;
-  base = `http://127.0.0.1:${edgePort}`;
-  const env: Record<string, string> = {
-    ...(process.env as Record<string, string>),
-    PG_URL,
-    DATA_DIR: dataDir,
-    EDGE_PORT: String(edge),
-    IDENTITY_PORT: String(identity),
-    CATALOG_PORT: String(catalog),
-    ORDERS_PORT: String(orders),
-    PAYMENTS_PORT: String(payments),
-    NOTIFICATIONS_PORT: String(notifications),
-    NATS_URL: `nats://127.0.0.1:${natsPort}`,
-    DB_PREFIX,
-    ADMIN_EMAIL,
-    ADMIN_PASSWORD,
-    LOG_LEVEL: "warn",
-    RATE_LIMIT_RPS: "20",
-    RATE_LIMIT_BURST: "400",
-  };
-  delete env["DATABASE_URL"];
-  const t0 = performance.now();
-  stack = spawn("npm", ["start"], {
-    cwd: repoRoot,
-    env,
-    stdio: ["ignore", "pipe", "pipe"],
-    detached: true,
-  });
-  stack.stdout?.on("data", (d: Buffer) => {
-    output += d.toString();
-  });
-  stack.stderr?.on("data", (d: Buffer) => {
-    output += d.toString();
-  });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`stack not ready in 90 s:\n${output}`)),
-      90_000,
-    );
-    const check = setInterval(() => {
-      if (output.includes("shopmesh ready")) {
-        clearInterval(check);
-        clearTimeout(timer);
-        resolve();
-      }
-    }, 100);
-    stack.once("exit", (code) => {
-      clearInterval(check);
-      clearTimeout(timer);
-      reject(new Error(`npm start exited with ${code}:\n${output}`));
-    });
-  });
-  startedMs = performance.now() - t0;
+  stack = await startStack({ env: { RATE_LIMIT_RPS: "20", RATE_LIMIT_BURST: "400" } });
+  ({
+    dataDir,
+    base,
+    edgePort,
+    startedMs,
+    adminEmail: ADMIN_EMAIL,
+    adminPassword: ADMIN_PASSWORD,
+  } = stack);
 }, 120_000);
 
 afterAll(async () => {
-  if (stack && stack.exitCode === null && stack.signalCode === null) {
-    process.kill(-(stack.pid as number), "SIGTERM");
-    await new Promise((r) => stack.once("exit", r));
-  }
-  nats?.kill("SIGKILL");
-  for (const name of SERVICES)
-    await dropServiceDatabase(PG_URL, `${DB_PREFIX}${name}`).catch(() => undefined);
-  rmSync(dataDir, { recursive: true, force: true });
+  await stack?.stop();
 }, 60_000);
 
 async function call(
@@ -663,8 +579,8 @@ describe("the saga under faults", () => {
         const u = users[i % users.length] as Awaited<ReturnType<typeof register>>;
         if (i === 60) process.kill(paymentsPid(), "SIGKILL");
         if (i === 100) {
-          nats?.kill("SIGKILL");
-          setTimeout(startNats, 1_500);
+          stack.nats.kill();
+          setTimeout(stack.nats.start, 1_500);
         }
         const res = await call("/v1/orders", {
           token: u.token,
@@ -749,8 +665,8 @@ describe("stopping", () => {
     );
     expect(pids.length).toBeGreaterThanOrEqual(6);
     // Ctrl-C in a terminal: SIGINT to the whole foreground process group.
-    process.kill(-(stack.pid as number), "SIGINT");
-    await new Promise((r) => stack.once("exit", r));
+    process.kill(-(stack.process.pid as number), "SIGINT");
+    await new Promise((r) => stack.process.once("exit", r));
     const alive = (pid: number) => {
       try {
         process.kill(pid, 0);

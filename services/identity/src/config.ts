@@ -3,6 +3,7 @@
  * variable) and `loadIdentityConfigOrExit` (one line on stderr, exit 1).
  *
  *   PORT             gRPC port (default 50051)
+ *   ADMIN_PORT       admin HTTP port: /metrics, /healthz, /readyz (unset: none)
  *   DATABASE_URL     postgres:// URL of identity's own database (required)
  *   NATS_URL         NATS with JetStream, where the outbox relay publishes (required)
  *   ADMIN_EMAIL      with ADMIN_PASSWORD: an admin account ensured at start
@@ -12,6 +13,7 @@
  *   JWT_ISSUER       `iss` of the tokens (default shopmesh-identity)
  *   JWT_AUDIENCE     `aud` of the tokens (default shopmesh)
  */
+import { adminEnv } from "@shopmesh/runtime/admin-server.js";
 import {
   authEnv,
   type Config,
@@ -39,6 +41,7 @@ function optional<T>(name: string, parse: (raw: string) => T): Field<T | undefin
 
 const spec = {
   PORT: env.port({ default: 50051 }),
+  ...adminEnv,
   DATABASE_URL: env.url({ protocols: ["postgres", "postgresql"] }),
   NATS_URL: env.string(),
   ADMIN_EMAIL: optional("ADMIN_EMAIL", (raw) => {

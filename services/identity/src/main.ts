@@ -8,6 +8,8 @@
  * (async-exit-hook) ends the process with code 143 on SIGTERM while onShutdown is
  * still draining calls and closing the pool.
  */
+
+import { startAdminServer, whenServing } from "@shopmesh/runtime/admin-server.js";
 import { connectBus, startOutboxRelay } from "@shopmesh/runtime/bus.js";
 import { createGrpcServer } from "@shopmesh/runtime/grpc-server.js";
 import { createLogger } from "@shopmesh/runtime/logger.js";
@@ -22,6 +24,7 @@ const config = loadIdentityConfigOrExit();
 const logger = createLogger("identity");
 
 try {
+  const admin = await startAdminServer({ port: config.ADMIN_PORT, service: "identity", logger });
   const database = await openIdentityDatabase(config.DATABASE_URL, { logger });
   const bus = await connectBus({ url: config.NATS_URL, name: "identity", logger });
   const relay = startOutboxRelay({ sql: database.sql, bus, logger });
@@ -41,11 +44,13 @@ try {
   });
   const server = createGrpcServer({ logger, services: registrations });
   const port = await server.listen(config.PORT, "0.0.0.0");
+  admin.readyWhen(whenServing(server.health));
   onShutdown(logger, [
     { name: "grpc server", run: () => server.shutdown() },
     { name: "outbox relay", run: () => relay.stop() },
     { name: "nats", run: () => bus.close() },
     { name: "database", run: () => database.close() },
+    { name: "admin server", run: () => admin.close() },
   ]);
   logger.info({ port, kid: keys.kid }, "ready");
 } catch (err) {

@@ -51,6 +51,56 @@ function identifierPrefix(variable: string): Field<string> {
   };
 }
 
+/** Most replicas of one service `npm start` runs (ports step by 10 per replica). */
+export const MAX_REPLICAS = 8;
+
+/**
+ * Replica counts: empty (1 each), a number for every service ("2"), per service
+ * ("orders=2,payments=3"), or both ("2,notifications=1"): a bare number sets the
+ * default, `name=n` overrides it.
+ */
+export function replicaCounts(variable: string): Field<Record<ServiceName, number>> {
+  const count = (text: string, what: string) => {
+    const n = Number(text);
+    if (!/^\d+$/.test(text) || n < 1 || n > MAX_REPLICAS) {
+      throw new ConfigError(
+        variable,
+        `${what} must be a whole number from 1 to ${MAX_REPLICAS} (got "${text}")`,
+      );
+    }
+    return n;
+  };
+  return {
+    read(raw) {
+      const counts = Object.fromEntries(SERVICE_NAMES.map((n) => [n, 1])) as Record<
+        ServiceName,
+        number
+      >;
+      const value = (raw ?? "").trim();
+      if (value === "") return counts;
+      const overrides: [ServiceName, number][] = [];
+      for (const part of value.split(",").map((s) => s.trim())) {
+        const eq = part.indexOf("=");
+        if (eq < 0) {
+          const n = count(part, "a replica count");
+          for (const name of SERVICE_NAMES) counts[name] = n;
+          continue;
+        }
+        const name = part.slice(0, eq).trim();
+        if (!(SERVICE_NAMES as readonly string[]).includes(name)) {
+          throw new ConfigError(
+            variable,
+            `names an unknown service "${name}" (one of ${SERVICE_NAMES.join(", ")})`,
+          );
+        }
+        overrides.push([name as ServiceName, count(part.slice(eq + 1).trim(), name)]);
+      }
+      for (const [name, n] of overrides) counts[name] = n;
+      return counts;
+    },
+  };
+}
+
 const servicePort = (port: number) => env.int({ default: port, min: 1, max: 65535 });
 
 const spec = {
@@ -78,6 +128,10 @@ const spec = {
   SERVICES: serviceList("SERVICES"),
   /** Prefix of the per-service databases and roles, for several stacks on one server. */
   DB_PREFIX: identifierPrefix("DB_PREFIX"),
+  /** Replicas per service: "2" (all), "orders=2,payments=3", or "2,notifications=1". */
+  REPLICAS: replicaCounts("REPLICAS"),
+  /** First admin (metrics/health) port; process i gets base + i, a free one if busy (0: always). */
+  ADMIN_PORT_BASE: env.port({ default: 9100 }),
   /** Set (to anything): no colours even on a terminal (no-color.org). */
   NO_COLOR: env.optionalString(),
 };
@@ -104,6 +158,8 @@ export function loadLauncherConfig() {
     logLevel: config.LOG_LEVEL,
     logFormat: config.LOG_FORMAT,
     services: config.SERVICES,
+    replicas: config.REPLICAS,
+    adminPortBase: config.ADMIN_PORT_BASE,
     dbPrefix: config.DB_PREFIX,
     color: config.NO_COLOR === undefined && process.stdout.isTTY === true,
   };

@@ -12,13 +12,8 @@ import { startNats } from "./nats.js";
 import { startWatchdog } from "./orphans.js";
 import { createOutput } from "./output.js";
 import { provisionDatabases, redactUrl, startPostgres } from "./postgres.js";
-import {
-  checkPortsFree,
-  DOMAIN_SERVICES,
-  readyLine,
-  serviceExists,
-  serviceSpec,
-} from "./services.js";
+import { planProcesses } from "./replicas.js";
+import { DOMAIN_SERVICES, readyLine, serviceExists, serviceSpec } from "./services.js";
 import { claimDataDir, createStackFile } from "./stack-file.js";
 import { createSupervisor } from "./supervisor.js";
 
@@ -85,9 +80,10 @@ life.run(async () => {
     log.info(`skipping ${name}: services/${name}/src/main.ts does not exist yet`);
     return false;
   });
-  await checkPortsFree(names, config.ports);
+  const plans = await planProcesses(names, config.replicas, config.ports, config.adminPortBase);
   const ctx = {
     rootDir,
+    plans,
     ports: config.ports,
     databaseUrls,
     natsUrl: nats.url,
@@ -95,7 +91,7 @@ life.run(async () => {
     baseEnv: process.env,
   };
   const supervisor = createSupervisor({
-    services: names.map((name) => serviceSpec(name, ctx)),
+    services: plans.map((plan) => serviceSpec(plan, ctx)),
     onLine: output.line,
     onChange: (services) => stack.update({ services }),
     log,
@@ -103,7 +99,7 @@ life.run(async () => {
   life.onStop("services", supervisor.stop, supervisor.kill);
   void supervisor.allReady().then(() => {
     const ms = performance.now() - t0;
-    output.banner(readyLine(names, config.ports, { postgresPort: pg.port, natsUrl: nats.url, ms }));
+    output.banner(readyLine(names, plans, { postgresPort: pg.port, natsUrl: nats.url, ms }));
   });
   // Not awaited: a stop must not wait for a stage that is still becoming ready.
   void supervisor.start();

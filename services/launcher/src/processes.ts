@@ -1,5 +1,5 @@
 /** Small process helpers: liveness, identity (Linux /proc), signals that never throw. */
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 
 /** True while `pid` exists (signal 0 checks without sending anything). */
@@ -62,4 +62,43 @@ export async function waitGone(pid: number, timeoutMs: number, intervalMs = 50):
     await sleep(intervalMs);
   }
   return true;
+}
+
+/**
+ * True when process `pid` itself holds a listening TCP socket on `port` (Linux: its
+ * fds against /proc/net/tcp{,6}). Replicas sharing a port (SO_REUSEPORT) cannot be
+ * told apart by connecting; this can. Undefined where /proc is missing.
+ */
+export function listensOn(pid: number, port: number): boolean | undefined {
+  const inodes = new Set<string>();
+  const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
+  try {
+    for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+      for (const line of readFileSync(table, "utf8").split("\n").slice(1)) {
+        const cols = line.trim().split(/\s+/);
+        // local_address is "ADDR:PORT"; state 0A is LISTEN; the inode is column 9.
+        if (cols[1]?.endsWith(`:${hexPort}`) && cols[3] === "0A" && cols[9]) inodes.add(cols[9]);
+      }
+    }
+  } catch {
+    return undefined;
+  }
+  if (inodes.size === 0) return false;
+  try {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      const target = readlinkOrEmpty(`/proc/${pid}/fd/${fd}`);
+      if (target.startsWith("socket:[") && inodes.has(target.slice(8, -1))) return true;
+    }
+  } catch {
+    return false;
+  }
+  return false;
+}
+
+function readlinkOrEmpty(path: string): string {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return "";
+  }
 }

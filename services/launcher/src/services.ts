@@ -6,9 +6,8 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { ServiceName } from "./config.js";
-import { StartupError } from "./errors.js";
-import { isPortFree } from "./net.js";
 import { guardEnv, guardFlags } from "./orphans.js";
+import { grpcTarget, type ProcessPlan, replicaPorts } from "./replicas.js";
 import { formatMs, type ServiceSpec } from "./supervisor.js";
 
 /** Services with a database of their own (all but the stateless edge). */
@@ -39,6 +38,8 @@ const ADDRESS_VARIABLES: Partial<Record<ServiceName, string>> = {
 
 /** The launcher's own variables, and secrets only identity may see. */
 const NOT_PASSED_ON = ["PG_URL", "DATABASE_URL", "ADMIN_EMAIL", "ADMIN_PASSWORD"];
+/** The runtime's --import entry that starts tracing (relative to the repository). */
+const TELEMETRY_REGISTER = "./services/runtime/src/telemetry-register.ts";
 
 export function entryPoint(rootDir: string, name: ServiceName): string {
   return join(rootDir, "services", name, "src", "main.ts");
@@ -50,6 +51,9 @@ export function serviceExists(rootDir: string, name: ServiceName): boolean {
 
 export interface ServiceContext {
   rootDir: string;
+  /** Every process the launcher runs (all replicas), with its ports. */
+  plans: readonly ProcessPlan[];
+  /** Configured base ports: the address of a service that does not run here. */
   ports: Record<ServiceName, number>;
   databaseUrls: ReadonlyMap<string, string>;
   natsUrl: string;
@@ -58,17 +62,26 @@ export interface ServiceContext {
   baseEnv: NodeJS.ProcessEnv;
 }
 
-export function serviceEnv(name: ServiceName, ctx: ServiceContext): NodeJS.ProcessEnv {
+export function serviceEnv(plan: ProcessPlan, ctx: ServiceContext): NodeJS.ProcessEnv {
+  const name = plan.service;
   const env: NodeJS.ProcessEnv = { ...ctx.baseEnv };
   for (const variable of NOT_PASSED_ON) delete env[variable];
   for (const [service, variable] of Object.entries(ADDRESS_VARIABLES)) {
-    env[variable] = `127.0.0.1:${ctx.ports[service as ServiceName]}`;
+    const ports = replicaPorts(ctx.plans, service as ServiceName);
+    env[variable] = grpcTarget(ports.length > 0 ? ports : [ctx.ports[service as ServiceName]]);
   }
+  const replicas = replicaPorts(ctx.plans, name).length;
   Object.assign(env, guardEnv(), {
-    PORT: String(ctx.ports[name]),
+    PORT: String(plan.port),
+    ADMIN_PORT: String(plan.adminPort),
+    REPLICA: String(plan.replica),
     NATS_URL: ctx.natsUrl,
     LOG_LEVEL: ctx.logLevel,
+    // Tracing is on when OTEL_EXPORTER_OTLP_ENDPOINT is set (passed on with the rest).
+    OTEL_SERVICE_NAME: name,
   });
+  // Edge replicas share one port: each binds it with SO_REUSEPORT.
+  if (name === "edge" && replicas > 1) env["REUSE_PORT"] = "1";
   const databaseUrl = ctx.databaseUrls.get(name);
   if (databaseUrl !== undefined) env["DATABASE_URL"] = databaseUrl;
   if (name === "identity") {
@@ -80,46 +93,54 @@ export function serviceEnv(name: ServiceName, ctx: ServiceContext): NodeJS.Proce
   return env;
 }
 
-/** `node --import tsx --import orphan-guard.ts services/<name>/src/main.ts`, cwd = repo. */
-export function serviceSpec(name: ServiceName, ctx: ServiceContext): ServiceSpec {
+/**
+ * `node --import tsx --import telemetry-register.ts --import orphan-guard.ts
+ * services/<name>/src/main.ts`, cwd = repo: the OpenTelemetry SDK starts before the
+ * service's own code (it stays off unless an OTLP endpoint is configured).
+ */
+export function serviceSpec(plan: ProcessPlan, ctx: ServiceContext): ServiceSpec {
+  const name = plan.service;
+  const replicas = replicaPorts(ctx.plans, name).length;
   return {
     name,
+    replica: plan.replica,
+    label: replicas > 1 ? `${name}-${plan.replica}` : name,
     command: process.execPath,
-    args: ["--import", "tsx", ...guardFlags(), join("services", name, "src", "main.ts")],
+    args: [
+      "--import",
+      "tsx",
+      "--import",
+      TELEMETRY_REGISTER,
+      ...guardFlags(),
+      join("services", name, "src", "main.ts"),
+    ],
     cwd: ctx.rootDir,
-    env: serviceEnv(name, ctx),
-    port: ctx.ports[name],
+    env: serviceEnv(plan, ctx),
+    port: plan.port,
+    adminPort: plan.adminPort,
+    // A shared port answers as soon as a sibling listens: probe this process itself.
+    probePort: !(name === "edge" && replicas > 1),
     stage: STAGE[name],
   };
-}
-
-/** Fails start-up, naming the variable to change, when a service's port is taken. */
-export async function checkPortsFree(
-  names: readonly ServiceName[],
-  ports: Record<ServiceName, number>,
-): Promise<void> {
-  for (const name of names) {
-    if (!(await isPortFree(ports[name]))) {
-      throw new StartupError(
-        `port ${ports[name]} (${name}) is already in use; stop what holds it or set ${name.toUpperCase()}_PORT`,
-      );
-    }
-  }
 }
 
 /** The one line that says the stack is up, e.g. "shopmesh ready: edge http://localhost:8080 (identity :50051, ...)". */
 export function readyLine(
   names: readonly ServiceName[],
-  ports: Record<ServiceName, number>,
+  plans: readonly ProcessPlan[],
   infra: { postgresPort: number; natsUrl: string; ms: number },
 ): string {
   const took = `in ${formatMs(infra.ms)}`;
   if (names.length === 0) {
     return `shopmesh ready: no services started (postgres :${infra.postgresPort}, nats ${infra.natsUrl}) ${took}`;
   }
-  const grpc = names.filter((n) => n !== "edge").map((n) => `${n} :${ports[n]}`);
+  const grpc = names
+    .filter((n) => n !== "edge")
+    .map((n) => `${n} :${replicaPorts(plans, n).join(",")}`);
   const list = grpc.length > 0 ? ` (${grpc.join(", ")})` : "";
+  const edges = replicaPorts(plans, "edge");
+  const edgeReplicas = edges.length > 1 ? ` ×${edges.length}` : "";
   return names.includes("edge")
-    ? `shopmesh ready: edge http://localhost:${ports.edge}${list} ${took}`
+    ? `shopmesh ready: edge http://localhost:${edges[0]}${edgeReplicas}${list} ${took}`
     : `shopmesh ready: ${grpc.join(", ")} ${took}`;
 }

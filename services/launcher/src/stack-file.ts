@@ -1,6 +1,6 @@
 /**
  * `.data/stack.json`: what the running launcher started — the processes serving
- * traffic (service, replica, pid, port), PostgreSQL and NATS. Rewritten atomically on
+ * traffic (service, replica, pid, port, adminPort, ready), PostgreSQL and NATS. Rewritten atomically on
  * every change, removed on a clean stop. A file left behind means a launcher died:
  * the watchdog (and the next launcher) stop the processes it lists.
  */

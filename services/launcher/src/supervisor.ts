@@ -18,16 +18,27 @@ import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import { canConnect } from "./net.js";
 import type { Fields } from "./output.js";
-import { signal, signalGroup } from "./processes.js";
+import { listensOn, signal, signalGroup } from "./processes.js";
 
 export interface ServiceSpec {
   name: string;
+  /** Which replica of `name` this is (0 when there is one). */
+  replica?: number;
+  /** How its lines and log messages name it, e.g. "orders-1". Default: `name`. */
+  label?: string;
   command: string;
   args: readonly string[];
   env?: NodeJS.ProcessEnv;
   cwd?: string;
   /** The TCP port it serves on: probed as the readiness fallback, and reported. */
   port?: number;
+  /** Its admin (metrics, health) port, reported in the process list. */
+  adminPort?: number;
+  /**
+   * Probe `port` by connecting (default true); false when replicas share the port: then
+   * only this process listening on it counts (Linux), besides the "ready" line.
+   */
+  probePort?: boolean;
   /** Start order: a stage starts when every service of the previous ones is ready. */
   stage?: number;
 }
@@ -42,9 +53,12 @@ export interface BackoffPolicy {
 
 export interface RunningProcess {
   service: string;
-  replica: 0;
+  replica: number;
   pid: number;
   port?: number;
+  adminPort?: number;
+  /** It said "ready" (or its port answered) since it was last started. */
+  ready: boolean;
 }
 
 export interface SupervisorLog {
@@ -140,7 +154,16 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
     managed.flatMap((m) =>
       m.child?.pid === undefined
         ? []
-        : [{ service: m.spec.name, replica: 0 as const, pid: m.child.pid, port: m.spec.port }],
+        : [
+            {
+              service: m.spec.name,
+              replica: m.spec.replica ?? 0,
+              pid: m.child.pid,
+              port: m.spec.port,
+              adminPort: m.spec.adminPort,
+              ready: m.ready,
+            },
+          ],
     );
   const changed = () => options.onChange?.(processes());
 
@@ -148,7 +171,8 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
     if (m.ready || m.child !== child) return;
     m.ready = true;
     clearTimeout(m.probeTimer);
-    log.debug(`${m.spec.name} ready (${via})`, {
+    changed();
+    log.debug(`${label(m)} ready (${via})`, {
       pid: child.pid,
       ms: Date.now() - m.startedAt,
     });
@@ -164,7 +188,11 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
     if (port === undefined) return;
     m.probeTimer = setTimeout(async () => {
       if (m.child !== child || m.ready) return;
-      const answers = await canConnect(port);
+      // A shared port answers as soon as a sibling listens: ask whether this one does.
+      const answers =
+        m.spec.probePort === false
+          ? child.pid !== undefined && listensOn(child.pid, port) === true
+          : await canConnect(port);
       if (answers && answered) markReady(m, child, "port");
       else probe(m, child, answers);
     }, probeIntervalMs);
@@ -184,7 +212,7 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
     // The pipe exists only to reach end-of-file when the launcher dies; never written.
     child.stdin?.on("error", () => {});
     const onLine = (line: string) => {
-      options.onLine?.(spec.name, line);
+      options.onLine?.(label(m), line);
       if (!m.ready && isReadyLine(line)) markReady(m, child, "log line");
     };
     readLines(child.stdout, onLine);
@@ -202,7 +230,7 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
       exited(m, child, code, sig, err);
     };
     child.once("spawn", () => {
-      log.debug(`${spec.name} started`, { pid: child.pid, port: spec.port });
+      log.debug(`${label(m)} started`, { pid: child.pid, port: spec.port });
       changed();
       probe(m, child);
     });
@@ -232,8 +260,16 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
     m.restarts += 1;
     const how = err ? `failed to start: ${err.message}` : `exited (${describeExit(code, sig)})`;
     log.warn(
-      `${m.spec.name} ${how} after ${formatMs(uptimeMs)}; restarting in ${formatMs(delayMs)} (restart #${m.restarts})`,
-      { service: m.spec.name, code, signal: sig, uptimeMs, delayMs, restart: m.restarts },
+      `${label(m)} ${how} after ${formatMs(uptimeMs)}; restarting in ${formatMs(delayMs)} (restart #${m.restarts})`,
+      {
+        service: m.spec.name,
+        replica: m.spec.replica ?? 0,
+        code,
+        signal: sig,
+        uptimeMs,
+        delayMs,
+        restart: m.restarts,
+      },
     );
     m.restartTimer = setTimeout(() => {
       m.restartTimer = undefined;
@@ -264,7 +300,7 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
       for (const m of group) spawnService(m);
       if (i === stages.length - 1) break;
       const ready = await Promise.all(group.map((m) => waitReady(m, stageTimeoutMs)));
-      const late = group.filter((_, j) => !ready[j]).map((m) => m.spec.name);
+      const late = group.filter((_, j) => !ready[j]).map(label);
       if (late.length > 0 && !stopping) {
         log.warn(
           `${late.join(", ")} not ready after ${formatMs(stageTimeoutMs)}; starting the rest anyway`,
@@ -288,7 +324,7 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
     ]);
     clearTimeout(timer);
     if (!inTime) {
-      log.warn(`${m.spec.name} did not stop within ${formatMs(stopTimeoutMs)}; killing it`, {
+      log.warn(`${label(m)} did not stop within ${formatMs(stopTimeoutMs)}; killing it`, {
         pid,
       });
       signalGroup(pid, "SIGKILL");
@@ -317,6 +353,10 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
       }
     },
   };
+}
+
+function label(m: Managed): string {
+  return m.spec.label ?? m.spec.name;
 }
 
 function readLines(stream: Readable | null, onLine: (line: string) => void) {

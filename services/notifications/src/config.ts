@@ -3,6 +3,7 @@
  * validated. A bad or missing value stops the process with exit 1 and one line
  * naming the variable.
  */
+import { adminEnv } from "@shopmesh/runtime/admin-server.js";
 import { authEnv, env, loadConfigOrExit } from "@shopmesh/runtime/config.js";
 
 export const DEFAULT_SMTP_FROM = "shopmesh <no-reply@shopmesh.local>";
@@ -10,6 +11,8 @@ export const DEFAULT_SMTP_FROM = "shopmesh <no-reply@shopmesh.local>";
 export const notificationsEnv = {
   /** gRPC port (NotificationService, health, reflection). */
   PORT: env.port({ default: 50055 }),
+  /** Admin HTTP port: /metrics, /healthz, /readyz (unset: none). */
+  ...adminEnv,
   /** The service's own database. */
   DATABASE_URL: env.url({ protocols: ["postgres", "postgresql"] }),
   /** Connections in the pool. */
@@ -28,6 +31,7 @@ export const notificationsEnv = {
 
 export interface NotificationsConfig {
   PORT: number;
+  ADMIN_PORT: number | undefined;
   DATABASE_URL: string;
   DATABASE_POOL_MAX: number;
   NATS_URL: string;

@@ -10,6 +10,8 @@
  * package installs exit hooks that call process.exit(143) on SIGTERM, cutting the
  * graceful shutdown below short.
  */
+
+import { startAdminServer, whenServing } from "@shopmesh/runtime/admin-server.js";
 import { createIdentityVerifier } from "@shopmesh/runtime/auth.js";
 import { connectBus } from "@shopmesh/runtime/bus.js";
 import { createGrpcServer } from "@shopmesh/runtime/grpc-server.js";
@@ -27,6 +29,11 @@ const config = loadNotificationsConfig();
 const logger = createLogger("notifications");
 
 try {
+  const admin = await startAdminServer({
+    port: config.ADMIN_PORT,
+    service: "notifications",
+    logger,
+  });
   const database = await openNotificationsDatabase(config.DATABASE_URL, {
     max: config.DATABASE_POOL_MAX,
     logger,
@@ -53,6 +60,7 @@ try {
     }),
   });
   const port = await server.listen(config.PORT, "0.0.0.0");
+  admin.readyWhen(whenServing(server.health));
   onShutdown(logger, [
     // Ends WatchNotifications streams too.
     { name: "grpc server", run: () => server.shutdown() },
@@ -68,6 +76,7 @@ try {
     },
     { name: "nats", run: () => bus.close() },
     { name: "database", run: () => database.close() },
+    { name: "admin server", run: () => admin.close() },
   ]);
   logger.info(
     {

@@ -3,6 +3,7 @@
  * missing value stops the process with exit 1 and one line naming the variable.
  *
  *   PORT                 gRPC port (default 50053)
+ *   ADMIN_PORT           admin HTTP port: /metrics, /healthz, /readyz (unset: none)
  *   DATABASE_URL         postgres:// URL of the orders database (required)
  *   DATABASE_POOL_MAX    connections in the pool (default 10)
  *   NATS_URL             NATS server(s) with JetStream, comma-separated (required)
@@ -11,10 +12,12 @@
  *   CATALOG_ADDR         catalog's gRPC address: ReserveStock / ReleaseStock (default 127.0.0.1:50052)
  *   JWT_ISSUER, JWT_AUDIENCE   expected `iss` / `aud` of access tokens
  */
+import { adminEnv } from "@shopmesh/runtime/admin-server.js";
 import { authEnv, type Config, env, loadConfigOrExit } from "@shopmesh/runtime/config.js";
 
 export const ordersEnv = {
   PORT: env.port({ default: 50053 }),
+  ...adminEnv,
   DATABASE_URL: env.url({ protocols: ["postgres", "postgresql"] }),
   DATABASE_POOL_MAX: env.int({ default: 10, min: 1, max: 200 }),
   // A list ("nats://a:4222,nats://b:4222") is allowed, so no URL check here.

@@ -31,7 +31,7 @@ import type { OrdersDb } from "./db/database.js";
 import type { OrderRow } from "./db/schema.js";
 import type { InventoryClient } from "./downstream.js";
 import { lockOrder } from "./order-view.js";
-import { type CausingHeaders, cancelOrder, confirmOrder, noteRefund } from "./state-machine.js";
+import { cancelOrder, confirmOrder, noteRefund } from "./state-machine.js";
 
 export const PAYMENT_SUCCEEDED = "shop.payments.payment_succeeded";
 export const PAYMENT_FAILED = "shop.payments.payment_failed";
@@ -66,12 +66,8 @@ type Effect<E extends OrderEvent> = (
   tx: Tx,
   order: OrderRow,
   event: E,
-  context: { log: Logger; headers: CausingHeaders },
+  context: { log: Logger },
 ) => Promise<void>;
-
-// Carried from a consumed event onto the events it causes. startConsumer runs
-// handlers outside any call context, so enqueueEvent cannot find them itself.
-const CARRIED_HEADERS = ["traceparent", "tracestate", "x-request-id"];
 
 export async function startOrderConsumers(deps: OrderConsumersDeps): Promise<OrderConsumers> {
   const { db, bus, inventory, logger } = deps;
@@ -91,11 +87,6 @@ export async function startOrderConsumers(deps: OrderConsumersDeps): Promise<Ord
       const decoded = fromBinary(schema, msg.data);
       const orderId = decoded.orderId.toLowerCase();
       const log = logger.child({ consumer: durable, event_id: msg.eventId, order_id: orderId });
-      const headers: CausingHeaders = {};
-      for (const key of CARRIED_HEADERS) {
-        const value = msg.headers[key];
-        if (value !== undefined) headers[key] = value;
-      }
       await processOnce(db, durable, msg.eventId, async (tx) => {
         const order = await lockOrder(tx, orderId);
         if (order === undefined) {
@@ -104,7 +95,7 @@ export async function startOrderConsumers(deps: OrderConsumersDeps): Promise<Ord
           log.warn("event for an unknown order ignored");
           return;
         }
-        await apply(tx, order, decoded, { log, headers });
+        await apply(tx, order, decoded, { log });
       });
     };
     const backoff = deps.backoffMs === undefined ? {} : { backoffMs: deps.backoffMs };
@@ -116,9 +107,9 @@ export async function startOrderConsumers(deps: OrderConsumersDeps): Promise<Ord
     "payment_succeeded",
     PAYMENT_SUCCEEDED,
     PaymentSucceededSchema,
-    async (tx, order, event, { log, headers }) => {
+    async (tx, order, event, { log }) => {
       if (order.status === "PENDING_PAYMENT") {
-        await confirmOrder(tx, order, event.paymentId, headers);
+        await confirmOrder(tx, order, event.paymentId);
         return;
       }
       // CANCELLED: the user cancelled while the payment was in flight. Nothing to do
@@ -132,14 +123,14 @@ export async function startOrderConsumers(deps: OrderConsumersDeps): Promise<Ord
     "payment_failed",
     PAYMENT_FAILED,
     PaymentFailedSchema,
-    async (tx, order, event, { log, headers }) => {
+    async (tx, order, event, { log }) => {
       if (order.status !== "PENDING_PAYMENT") {
         log.info({ status: order.status }, "payment failed for an order no longer pending");
         return;
       }
       // Releases the stock (compensation of ReserveStock) before the status changes:
       // a catalog outage throws, everything rolls back and the event is redelivered.
-      await cancelOrder(tx, inventory, order, event.reason || "payment failed", headers);
+      await cancelOrder(tx, inventory, order, event.reason || "payment failed");
     },
   );
 

@@ -11,6 +11,7 @@
  */
 import { InventoryService } from "@shopmesh/gen/shop/catalog/v1/inventory_pb.js";
 import { IdentityService } from "@shopmesh/gen/shop/identity/v1/identity_pb.js";
+import { startAdminServer, whenServing } from "@shopmesh/runtime/admin-server.js";
 import { createIdentityVerifier } from "@shopmesh/runtime/auth.js";
 import { connectBus, startOutboxRelay } from "@shopmesh/runtime/bus.js";
 import { createGrpcClient } from "@shopmesh/runtime/grpc-client.js";
@@ -27,6 +28,7 @@ const config = loadOrdersConfig();
 const logger = createLogger("orders");
 
 try {
+  const admin = await startAdminServer({ port: config.ADMIN_PORT, service: "orders", logger });
   const database = await openOrdersDatabase(config.DATABASE_URL, {
     max: config.DATABASE_POOL_MAX,
     logger,
@@ -52,8 +54,9 @@ try {
     services: [createOrderService({ db: database.db, verifier, identity, inventory })],
   });
   const port = await server.listen(config.PORT, "0.0.0.0");
+  admin.readyWhen(whenServing(server.health));
   // Requests drain first; consumers stop before the relay so their last outbox rows
-  // still get a chance to be published; the pool closes last.
+  // still get a chance to be published; the pool closes, then the admin port.
   onShutdown(logger, [
     { name: "grpc server", run: () => server.shutdown() },
     { name: "consumers", run: () => consumers.stop() },
@@ -67,6 +70,7 @@ try {
       },
     },
     { name: "database", run: () => database.close() },
+    { name: "admin server", run: () => admin.close() },
   ]);
   logger.info({ port }, "ready");
 } catch (err) {

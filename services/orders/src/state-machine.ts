@@ -54,33 +54,15 @@ async function moveTo(
   return row;
 }
 
-/**
- * Headers the event that caused a transition carried (trace context, request id),
- * passed on to the event it emits so one trace spans the saga. Within an RPC,
- * enqueueEvent takes them from the call itself.
- */
-export type CausingHeaders = Record<string, string>;
-
 /** PENDING_PAYMENT → CONFIRMED with the captured payment, and OrderConfirmed. */
-export async function confirmOrder(
-  tx: Tx,
-  order: OrderRow,
-  paymentId: string,
-  headers: CausingHeaders = {},
-): Promise<OrderRow> {
+export async function confirmOrder(tx: Tx, order: OrderRow, paymentId: string): Promise<OrderRow> {
   const confirmed = await moveTo(tx, order, "CONFIRMED", "payment captured", { paymentId });
-  await enqueueEvent(
-    tx,
-    ORDER_CONFIRMED,
-    OrderConfirmedSchema,
-    {
-      orderId: order.id,
-      userId: order.userId,
-      total: { currencyCode: order.currencyCode, amount: order.totalAmount },
-      paymentId,
-    },
-    headers,
-  );
+  await enqueueEvent(tx, ORDER_CONFIRMED, OrderConfirmedSchema, {
+    orderId: order.id,
+    userId: order.userId,
+    total: { currencyCode: order.currencyCode, amount: order.totalAmount },
+    paymentId,
+  });
   return confirmed;
 }
 
@@ -101,22 +83,15 @@ export async function cancelOrder(
   inventory: InventoryClient,
   order: OrderRow,
   reason: string,
-  headers: CausingHeaders = {},
 ): Promise<OrderRow> {
   await releaseStock(inventory, order.id);
   const cancelled = await moveTo(tx, order, "CANCELLED", reason, { cancelReason: reason });
-  await enqueueEvent(
-    tx,
-    ORDER_CANCELLED,
-    OrderCancelledSchema,
-    {
-      orderId: order.id,
-      userId: order.userId,
-      reason,
-      wasConfirmed: order.status === "CONFIRMED",
-    },
-    headers,
-  );
+  await enqueueEvent(tx, ORDER_CANCELLED, OrderCancelledSchema, {
+    orderId: order.id,
+    userId: order.userId,
+    reason,
+    wasConfirmed: order.status === "CONFIRMED",
+  });
   return cancelled;
 }
 

@@ -2,11 +2,14 @@
  * `loadPaymentsConfig`: the environment the payments service reads, once, validated.
  * A bad or missing value stops the process with exit 1 and one line naming the variable.
  */
+import { adminEnv } from "@shopmesh/runtime/admin-server.js";
 import { authEnv, type Config, env, loadConfigOrExit } from "@shopmesh/runtime/config.js";
 
 export const paymentsEnv = {
   /** gRPC port (PaymentService, health, reflection). */
   PORT: env.port({ default: 50054 }),
+  /** Admin HTTP port: /metrics, /healthz, /readyz (unset: none). */
+  ...adminEnv,
   /** The payments service's own database. */
   DATABASE_URL: env.url({ protocols: ["postgres", "postgresql"] }),
   /** Connections in the pool. */

@@ -236,21 +236,16 @@ export function createOrderPlacedHandler(deps: PaymentEventDeps, consumer: strin
       const ids = { paymentId: row.id, orderId: row.orderId, userId: row.userId };
       if (settled.status === "CAPTURED") {
         const amount = { currencyCode: row.currencyCode, amount: row.amount };
-        await enqueueEvent(
-          tx,
-          SUBJECTS.paymentSucceeded,
-          PaymentSucceededSchema,
-          { ...ids, amount },
-          traceHeaders(msg),
-        );
+        await enqueueEvent(tx, SUBJECTS.paymentSucceeded, PaymentSucceededSchema, {
+          ...ids,
+          amount,
+        });
       } else {
-        await enqueueEvent(
-          tx,
-          SUBJECTS.paymentFailed,
-          PaymentFailedSchema,
-          { ...ids, reason: settled.reason, retryable: settled.retryable },
-          traceHeaders(msg),
-        );
+        await enqueueEvent(tx, SUBJECTS.paymentFailed, PaymentFailedSchema, {
+          ...ids,
+          reason: settled.reason,
+          retryable: settled.retryable,
+        });
       }
       log.info(
         { orderId: row.orderId, paymentId: row.id, status: row.status, attempts: row.attempts },
@@ -347,18 +342,12 @@ export function createOrderCancelledHandler(deps: PaymentEventDeps, consumer: st
         .where(and(eq(payments.id, payment.id), eq(payments.status, "CAPTURED")))
         .returning();
       if (row === undefined) return; // refunded by another worker, which wrote the event
-      await enqueueEvent(
-        tx,
-        SUBJECTS.paymentRefunded,
-        PaymentRefundedSchema,
-        {
-          paymentId: row.id,
-          orderId: row.orderId,
-          userId: row.userId,
-          amount: { currencyCode: row.currencyCode, amount: row.amount },
-        },
-        traceHeaders(msg),
-      );
+      await enqueueEvent(tx, SUBJECTS.paymentRefunded, PaymentRefundedSchema, {
+        paymentId: row.id,
+        orderId: row.orderId,
+        userId: row.userId,
+        amount: { currencyCode: row.currencyCode, amount: row.amount },
+      });
       log.info({ orderId, paymentId: row.id }, "payment refunded");
     });
   };
@@ -398,14 +387,4 @@ function inboxKey(eventId: string): string {
   return [h.slice(0, 8), h.slice(8, 12), h.slice(12, 16), h.slice(16, 20), h.slice(20, 32)].join(
     "-",
   );
-}
-
-/** The trace context and request id of the incoming event, carried onto the events it causes. */
-function traceHeaders(msg: EventMessage): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const key of ["traceparent", "tracestate", "x-request-id"]) {
-    const v = msg.headers[key];
-    if (v !== undefined && v !== "") out[key] = v;
-  }
-  return out;
 }

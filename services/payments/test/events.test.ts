@@ -7,7 +7,7 @@
 import { randomUUID } from "node:crypto";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { OrderPlacedSchema } from "@shopmesh/gen/shop/orders/v1/events_pb.js";
-import type { EventMessage } from "@shopmesh/runtime/bus.js";
+import { type EventMessage, runInEventContext } from "@shopmesh/runtime/bus.js";
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { inbox } from "../src/db/schema.js";
@@ -169,11 +169,15 @@ describe("OrderPlaced", () => {
 
 describe("OrderPlaced handler, delivered directly", () => {
   // Redeliveries and replicas, made exact: the handler the consumer runs, called by hand.
-  const handler = () =>
-    createOrderPlacedHandler(
+  // As the consumer runs it: inside the delivery's event context (trace, request id).
+  const handler = () => {
+    const durable = `direct-${randomUUID()}`;
+    const handle = createOrderPlacedHandler(
       { db: p.database.db, provider: p.provider.provider, logger },
-      `direct-${randomUUID()}`,
+      durable,
     );
+    return (m: EventMessage) => runInEventContext(m, logger, durable, () => handle(m));
+  };
   const message = (orderId: string, userId: string, eventId = randomUUID()): EventMessage => ({
     subject: SUBJECTS.orderPlaced,
     eventId,

@@ -31,7 +31,14 @@ import { pgTable, primaryKey, text, timestamp, uuid } from "drizzle-orm/pg-core"
 import type postgres from "postgres";
 import { type CallContext, runWithCall } from "./context.js";
 import type { Logger } from "./logger.js";
+import {
+  createConsumerMetrics,
+  observeOutboxFailure,
+  observeOutboxPublished,
+  watchOutboxBacklog,
+} from "./metrics.js";
 import type { Tx } from "./outbox.js";
+import { endSpan, extractTrace, injectTrace, type Span, SpanKind, startSpan } from "./tracing.js";
 
 /** The one stream of domain events. */
 export const STREAM = "SHOP";
@@ -110,11 +117,30 @@ async function ensureStream(
   }
 }
 
-/** W3C trace context and request id headers copied from the outbox row onto the message. */
-function toNatsHeaders(h: Record<string, string> | null) {
-  const out = natsHeaders();
-  for (const [k, v] of Object.entries(h ?? {})) out.set(k, v);
-  return out;
+/**
+ * A PRODUCER span for publishing one outbox row, child of the span that wrote the row
+ * (its `traceparent`); the message carries the publish span's context, so consumers'
+ * spans are its children. Request id and other headers of the row are copied as they are.
+ */
+function publishSpan(row: { id: string; subject: string; headers: Record<string, string> | null }) {
+  const h = row.headers ?? {};
+  const { span, context } = startSpan(
+    `publish ${row.subject}`,
+    SpanKind.PRODUCER,
+    extractTrace((k) => h[k]),
+    {
+      "messaging.system": "nats",
+      "messaging.operation.type": "send",
+      "messaging.destination.name": row.subject,
+      "messaging.message.id": row.id,
+    },
+  );
+  const headers = natsHeaders();
+  for (const [k, v] of Object.entries(h)) {
+    if (k !== "traceparent" && k !== "tracestate") headers.set(k, v);
+  }
+  injectTrace(context, (k, v) => headers.set(k, v));
+  return { span, headers };
 }
 
 export interface OutboxRelay {
@@ -125,10 +151,15 @@ export interface OutboxRelay {
   stop(): Promise<void>;
 }
 
+/** Advisory lock key of the outbox relay (per database: one per service). */
+const RELAY_LOCK = 0x5d0b_0b0c;
+
 /**
  * Publishes unsent outbox rows in `seq` order. Woken by NOTIFY (sent by
  * enqueueEvent at commit) and by a short poll as a safety net. A batch is claimed
- * with FOR UPDATE SKIP LOCKED, so replicas never publish the same row at once; a crash
+ * under a transaction-scoped advisory lock (one replica's relay publishes at a time,
+ * keeping the order; another takes over the moment that transaction ends) and with
+ * FOR UPDATE SKIP LOCKED, so replicas never publish the same row at once; a crash
  * between publish and mark re-publishes with the same Nats-Msg-Id, which JetStream drops.
  */
 export function startOutboxRelay(options: {
@@ -148,6 +179,13 @@ export function startOutboxRelay(options: {
 
   const publishBatch = async (): Promise<number> =>
     pg.begin(async (tx) => {
+      // One relay of the service publishes at a time: two replicas claiming different
+      // batches would publish an aggregate's later event before its earlier one. The
+      // lock ends with the transaction, also when the replica dies mid-batch.
+      const [lease] = await tx<
+        { ok: boolean }[]
+      >`select pg_try_advisory_xact_lock(${RELAY_LOCK}) as ok`;
+      if (lease?.ok !== true) return 0;
       const rows = await tx<
         {
           seq: string;
@@ -155,23 +193,35 @@ export function startOutboxRelay(options: {
           subject: string;
           payload: Buffer;
           headers: Record<string, string>;
+          created_ms: number;
         }[]
       >`
-        select seq, id, subject, payload, headers from outbox
+        select seq, id, subject, payload, headers,
+          extract(epoch from created_at)::float8 * 1000 as created_ms from outbox
         where published_at is null order by seq limit ${batchSize} for update skip locked`;
       if (rows.length === 0) return 0;
       // Issued in order on one connection, so JetStream stores them in order.
       await Promise.all(
-        rows.map((r) =>
-          bus.js.publish(r.subject, r.payload, {
-            msgID: r.id,
-            headers: toNatsHeaders(r.headers),
-            timeout: 5_000,
-          }),
-        ),
+        rows.map((r) => {
+          const { span, headers } = publishSpan(r);
+          return bus.js
+            .publish(r.subject, r.payload, { msgID: r.id, headers, timeout: 5_000 })
+            .then(
+              (ack) => {
+                endSpan(span, false);
+                return ack;
+              },
+              (err: unknown) => {
+                endSpan(span, true, String((err as Error).message));
+                throw err;
+              },
+            );
+        }),
       );
       await tx`update outbox set published_at = now() where seq = any(${rows.map((r) => r.seq)}::bigint[])`;
       busCounters.published += rows.length;
+      // created_ms, not created_at: drizzle makes postgres.js return timestamps as text.
+      observeOutboxPublished(rows.map((r) => new Date(r.created_ms)));
       return rows.length;
     });
 
@@ -184,6 +234,7 @@ export function startOutboxRelay(options: {
         failures = 0;
       } catch (err) {
         failures++;
+        observeOutboxFailure();
         if (failures === 1 || failures % 20 === 0)
           logger.warn({ err, failures }, "outbox relay cannot publish; retrying");
         await new Promise((r) => setTimeout(r, Math.min(250 * failures, 2_000)));
@@ -212,7 +263,7 @@ export function startOutboxRelay(options: {
   const timer = setInterval(kick, pollMs);
   kick();
 
-  return {
+  const relay: OutboxRelay = {
     kick,
     async backlog() {
       const [row] = await pg<
@@ -222,11 +273,14 @@ export function startOutboxRelay(options: {
     },
     async stop() {
       stopped = true;
+      unwatch();
       clearInterval(timer);
       await running;
       await (await listening)?.unlisten().catch(() => undefined);
     },
   };
+  const unwatch = watchOutboxBacklog(() => relay.backlog());
+  return relay;
 }
 
 /** The inbox: which events a consumer has already applied. */
@@ -320,6 +374,7 @@ export async function startConsumer(options: {
     await bus.jsm.consumers.update(STREAM, durable, config);
   }
   const log = logger.child({ consumer: durable });
+  const metrics = createConsumerMetrics(durable, () => bus.jsm.consumers.info(STREAM, durable));
   let stopped = false;
   let current: { close(): Promise<unknown> } | undefined;
   let inFlight: Promise<void> = Promise.resolve();
@@ -330,6 +385,7 @@ export async function startConsumer(options: {
     const deliveryCount = m.info.deliveryCount;
     busCounters.delivered++;
     if (deliveryCount > 1) busCounters.redelivered++;
+    const started = metrics.delivered(deliveryCount);
     try {
       const message: EventMessage = {
         subject: m.subject,
@@ -338,14 +394,14 @@ export async function startConsumer(options: {
         headers,
         deliveryCount,
       };
-      // The handler runs in a context carrying the message's trace and request headers,
-      // so events it writes (enqueueEvent) and calls it makes continue the same trace.
-      await runWithCall(eventContext(message, log), () => handler(message));
+      await runInEventContext(message, log, durable, () => handler(message));
       m.ack();
+      metrics.handled("ack", started);
     } catch (err) {
       if (deliveryCount >= maxDeliver || err instanceof PermanentEventError) {
         await deadLetter(bus, durable, m, err);
         busCounters.deadLettered++;
+        metrics.handled("dead_letter", started);
         log.error({ err, subject: m.subject, seq: m.seq, deliveryCount }, "dead-lettered event");
         m.term();
       } else {
@@ -355,6 +411,7 @@ export async function startConsumer(options: {
           "event handler failed",
         );
         m.nak(delay);
+        metrics.handled("retry", started);
       }
     }
   };
@@ -382,6 +439,7 @@ export async function startConsumer(options: {
   return {
     async stop() {
       stopped = true;
+      metrics.stop();
       await inFlight.catch(() => undefined);
       await current?.close();
       await running;
@@ -389,9 +447,65 @@ export async function startConsumer(options: {
   };
 }
 
-function eventContext(m: EventMessage, logger: Logger): CallContext {
+/**
+ * Runs `fn` (a consumer's handler) in the context of one delivery of `m`: a CONSUMER
+ * span, child of the publish span that sent the message, and a CallContext carrying
+ * the message's request id, so the events the handler writes (enqueueEvent), the
+ * calls it makes and its log lines continue the same trace.
+ */
+export async function runInEventContext<T>(
+  m: EventMessage,
+  logger: Logger,
+  durable: string,
+  fn: () => Promise<T>,
+): Promise<T> {
+  const ctx = eventContext(m, logger, durable);
+  const started = performance.now();
+  // One line per handled delivery, as the gRPC server writes one per call.
+  const done = (ok: boolean) =>
+    ctx.logger.info(
+      {
+        ok,
+        delivery: m.deliveryCount,
+        duration_ms: Math.round((performance.now() - started) * 100) / 100,
+      },
+      "event",
+    );
+  return runWithCall(ctx, async () => {
+    try {
+      const out = await fn();
+      done(true);
+      endSpan(ctx.span, false);
+      return out;
+    } catch (err) {
+      done(false);
+      endSpan(ctx.span, true, String((err as Error).message ?? err).slice(0, 200));
+      throw err;
+    }
+  });
+}
+
+function eventContext(
+  m: EventMessage,
+  logger: Logger,
+  durable: string,
+): CallContext & { span: Span } {
   const lower = new Map(Object.entries(m.headers).map(([k, v]) => [k.toLowerCase(), v]));
   const requestId = lower.get("x-request-id") ?? m.eventId;
+  const { span, context } = startSpan(
+    `process ${m.subject}`,
+    SpanKind.CONSUMER,
+    extractTrace((k) => lower.get(k)),
+    {
+      "messaging.system": "nats",
+      "messaging.operation.type": "process",
+      "messaging.destination.name": m.subject,
+      "messaging.consumer.group.name": durable,
+      "messaging.message.id": m.eventId,
+      ...(m.deliveryCount > 1 ? { "messaging.nats.delivery_count": m.deliveryCount } : {}),
+      "shop.request_id": requestId,
+    },
+  );
   return {
     method: `event:${m.subject}`,
     deadline: undefined,
@@ -399,6 +513,8 @@ function eventContext(m: EventMessage, logger: Logger): CallContext {
     requestId,
     logger: logger.child({ subject: m.subject, event_id: m.eventId, request_id: requestId }),
     header: (name) => lower.get(name.toLowerCase()),
+    trace: context,
+    span,
   };
 }
 

@@ -4,10 +4,15 @@
  * handler threading them by hand.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
+import type { Context as TraceContext } from "@opentelemetry/api";
 import type { Logger } from "./logger.js";
 
-/** Metadata keys passed from an incoming call to every outgoing call it makes. */
-export const PROPAGATED_HEADERS = ["authorization", "x-request-id", "traceparent", "tracestate"];
+/**
+ * Metadata keys passed from an incoming call to every outgoing call it makes. The
+ * trace context (`traceparent`, `tracestate`) is not copied: each outgoing call writes
+ * its own client span's (tracing.ts).
+ */
+export const PROPAGATED_HEADERS = ["authorization", "x-request-id"];
 
 export interface CallContext {
   /** Full method path, e.g. `/shop.catalog.v1.CatalogService/GetProduct`. */
@@ -22,6 +27,11 @@ export interface CallContext {
   readonly logger: Logger;
   /** First value of an incoming metadata key (lower case), if any. */
   header(name: string): string | undefined;
+  /**
+   * The span of this call or event (OpenTelemetry context): the parent of the spans of
+   * everything done on its behalf, and the trace context written on the events it causes.
+   */
+  readonly trace?: TraceContext;
   /** Caller identity, set by authentication middleware of the service (e.g. verified JWT claims). */
   auth?: unknown;
 }

@@ -3,10 +3,12 @@
  * files committed beside each service's schema, applied at start-up under a
  * Postgres advisory lock so that replicas starting together do not race.
  */
+import { randomBytes } from "node:crypto";
 import { drizzle, type PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import { migrate } from "drizzle-orm/postgres-js/migrator";
 import postgres from "postgres";
 import type { Logger } from "./logger.js";
+import { watchDbPool } from "./metrics.js";
 
 export type Db<TSchema extends Record<string, unknown> = Record<string, never>> =
   PostgresJsDatabase<TSchema>;
@@ -33,16 +35,26 @@ const MIGRATION_LOCK = 0x5d0b_3e5a;
 export async function openDatabase<TSchema extends Record<string, unknown>>(
   options: OpenDatabaseOptions<TSchema>,
 ): Promise<Database<TSchema>> {
+  // Unique per pool: the pool metrics find this pool's connections in pg_stat_activity.
+  const applicationName = `shopmesh-${randomBytes(4).toString("hex")}`;
   const sql = postgres(options.url, {
     max: options.max ?? 10,
     onnotice: () => {},
-    connection: { application_name: "shopmesh" },
+    connection: { application_name: applicationName },
   });
+  const unwatch = watchDbPool(sql, applicationName, options.url);
   const db = drizzle(sql, { schema: options.schema });
   if (options.migrationsFolder !== undefined) {
     await migrateWithLock(sql, db, options.migrationsFolder, options.logger);
   }
-  return { db, sql, close: () => sql.end({ timeout: 5 }) };
+  return {
+    db,
+    sql,
+    close: async () => {
+      await unwatch();
+      await sql.end({ timeout: 5 });
+    },
+  };
 }
 
 async function migrateWithLock<TSchema extends Record<string, unknown>>(

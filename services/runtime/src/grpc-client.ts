@@ -22,6 +22,15 @@ import { type BreakerOptions, createBreaker } from "./breaker.js";
 import { currentCall, PROPAGATED_HEADERS } from "./context.js";
 import { Code, decodeStatusDetails, RpcError, UnavailableError } from "./errors.js";
 import { grpcDefinition } from "./grpc-server.js";
+import { observeGrpcClientCall } from "./metrics.js";
+import {
+  endRpcSpan,
+  injectTrace,
+  rpcAttributes,
+  type Span,
+  SpanKind,
+  startSpan,
+} from "./tracing.js";
 
 export interface CallOptions {
   /** Timeout for this call; the incoming call's deadline still caps it. */
@@ -63,7 +72,11 @@ export type Client<S> =
 export interface ClientOptions {
   /** Default timeout of every call. Default 5 s. */
   timeoutMs?: number;
-  /** Attempts for idempotent calls failing with UNAVAILABLE. Default 3. */
+  /**
+   * Attempts for idempotent calls failing with UNAVAILABLE. Default 5: with the jittered
+   * backoff that spans a few hundred ms, enough for a replica's GOAWAY to reach the
+   * balancer so the next attempt goes to another replica.
+   */
   maxAttempts?: number;
   /** First backoff step; doubled each attempt, with full jitter. Default 50 ms. */
   backoffMs?: number;
@@ -83,11 +96,15 @@ export function createGrpcClient<S extends GenService<GenServiceMethods>>(
 ): Client<S> {
   const desc = service as unknown as DescService;
   const timeoutMs = options.timeoutMs ?? 5_000;
-  const maxAttempts = options.maxAttempts ?? 3;
+  const maxAttempts = options.maxAttempts ?? 5;
   const backoffMs = options.backoffMs ?? 50;
   const raw = new grpc.Client(address, grpc.credentials.createInsecure(), {
     "grpc.service_config": JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] }),
     "grpc.keepalive_time_ms": 30_000,
+    // A replica that restarts (rolling update) is back in rotation within ~2 s, not
+    // grpc-js's default of up to 120 s of reconnect backoff.
+    "grpc.initial_reconnect_backoff_ms": 250,
+    "grpc.max_reconnect_backoff_ms": 2_000,
     ...options.channelOptions,
   });
   const def = grpcDefinition(desc);
@@ -111,7 +128,8 @@ export function createGrpcClient<S extends GenService<GenServiceMethods>>(
       case "unary":
         client[method.localName] = async (req: MessageInitShape<DescMessage>, o?: CallOptions) => {
           const msg = create(method.input, req);
-          const { deadline, metadata } = callSetup(timeoutMs, o);
+          const { deadline, metadata, span, started } = callSetup(path, timeoutMs, o);
+          const done = (code: number) => endCall(path, span, started, code);
           for (let attempt = 1; ; attempt++) {
             try {
               breaker?.before();
@@ -128,9 +146,13 @@ export function createGrpcClient<S extends GenService<GenServiceMethods>>(
                 onAbort(o?.signal, () => call.cancel());
               });
               breaker?.after(Code.OK);
+              done(Code.OK);
               return res;
             } catch (err) {
-              if (err instanceof UnavailableError) throw err; // the circuit is open
+              if (err instanceof UnavailableError) {
+                done(Code.UNAVAILABLE);
+                throw err; // the circuit is open
+              }
               const e = toRpcError(err, path);
               breaker?.after(e.code);
               const left = deadline.getTime() - Date.now();
@@ -141,8 +163,10 @@ export function createGrpcClient<S extends GenService<GenServiceMethods>>(
                 attempt >= maxAttempts ||
                 wait >= left
               ) {
+                done(e.code);
                 throw e;
               }
+              span.addEvent("retry", { "rpc.grpc.status_code": e.code, attempt });
               await new Promise((r) => setTimeout(r, wait));
             }
           }
@@ -172,7 +196,11 @@ async function* streamCall(
   o: CallOptions | undefined,
 ): AsyncGenerator<MessageShape<DescMessage>> {
   // Streams are long-lived: only an explicit timeout or an incoming deadline bounds them.
-  const { metadata, deadline } = callSetup(o?.timeoutMs ?? Number.POSITIVE_INFINITY, o);
+  const { metadata, deadline, span, started } = callSetup(
+    path,
+    o?.timeoutMs ?? Number.POSITIVE_INFINITY,
+    o,
+  );
   const callOptions = Number.isFinite(deadline.getTime()) ? { deadline } : {};
   let call: grpc.ClientReadableStream<MessageShape<DescMessage>>;
   if (method.methodKind === "server_streaming") {
@@ -193,17 +221,23 @@ async function* streamCall(
     call = duplex;
   }
   onAbort(o?.signal, () => call.cancel());
+  let code: number = Code.CANCELLED; // unless the stream ends or fails first
   try {
     for await (const msg of call) yield msg as MessageShape<DescMessage>;
+    code = Code.OK;
   } catch (err) {
-    throw toRpcError(err, path);
+    const e = toRpcError(err, path);
+    code = e.code;
+    throw e;
   } finally {
+    endCall(path, span, started, code);
     // The consumer stopped early (break / return): cancel the call on the server too.
     call.cancel();
   }
 }
 
-function callSetup(timeoutMs: number, o: CallOptions | undefined) {
+/** Deadline, metadata and the client span of one outgoing call. */
+function callSetup(path: string, timeoutMs: number, o: CallOptions | undefined) {
   const incoming = currentCall();
   let deadlineMs = Date.now() + (o?.timeoutMs ?? timeoutMs);
   if (incoming?.deadline !== undefined) {
@@ -217,7 +251,16 @@ function callSetup(timeoutMs: number, o: CallOptions | undefined) {
     }
   }
   for (const [k, v] of Object.entries(o?.headers ?? {})) metadata.set(k, v);
-  return { deadline: new Date(deadlineMs), metadata };
+  const rpc = rpcAttributes(path);
+  const { span, context } = startSpan(rpc.name, SpanKind.CLIENT, incoming?.trace, rpc.attributes);
+  injectTrace(context, (k, v) => metadata.set(k, v));
+  return { deadline: new Date(deadlineMs), metadata, span, started: performance.now() };
+}
+
+/** The end of an outgoing call (retries included): its span and its metrics. */
+function endCall(path: string, span: Span, started: number, code: number) {
+  endRpcSpan(span, "client", code);
+  observeGrpcClientCall(path, code, started);
 }
 
 function onAbort(signal: AbortSignal | undefined, fn: () => void) {

@@ -23,7 +23,17 @@ import { type CallContext, runWithCall } from "./context.js";
 import { Code, encodeStatusDetails, InvalidArgumentError, toWireStatus } from "./errors.js";
 import { createHealth, type Health } from "./health.js";
 import type { Logger } from "./logger.js";
+import { observeGrpcServerCall } from "./metrics.js";
 import { createReflectionServices } from "./reflection.js";
+import {
+  endRpcSpan,
+  extractTrace,
+  rpcAttributes,
+  type Span,
+  SpanKind,
+  startSpan,
+  untraced,
+} from "./tracing.js";
 import { validateMessage } from "./validation.js";
 
 type MethodImpl<M> = M extends {
@@ -194,7 +204,7 @@ function callContext(
   method: DescMethod,
   logger: Logger,
   extraAbort?: AbortSignal,
-): { ctx: CallContext; controller: AbortController } {
+): { ctx: CallContext; controller: AbortController; span: Span } {
   const controller = new AbortController();
   call.on("cancelled", () => controller.abort());
   if (extraAbort) {
@@ -209,8 +219,17 @@ function callContext(
   const path = `/${method.parent.typeName}/${method.name}`;
   const d = call.getDeadline();
   const deadline = d instanceof Date ? d : Number.isFinite(d) ? new Date(d as number) : undefined;
+  // Health checks and reflection (probes, grpcurl) are not traced.
+  const rpc = rpcAttributes(path);
+  const { span, context } = method.parent.typeName.startsWith("grpc.")
+    ? untraced()
+    : startSpan(rpc.name, SpanKind.SERVER, extractTrace(header), {
+        ...rpc.attributes,
+        "shop.request_id": requestId,
+      });
   return {
     controller,
+    span,
     ctx: {
       method: path,
       deadline,
@@ -218,6 +237,7 @@ function callContext(
       requestId,
       logger: logger.child({ method: path, request_id: requestId }),
       header,
+      trace: context,
     },
   };
 }
@@ -238,10 +258,15 @@ function errorStatus(err: unknown, ctx: CallContext): Partial<grpc.StatusObject>
 }
 
 function logAccess(ctx: CallContext, code: number, started: number) {
-  ctx.logger.info(
-    { code, duration_ms: Math.round((performance.now() - started) * 100) / 100 },
-    "rpc",
-  );
+  const ms = performance.now() - started;
+  observeGrpcServerCall(ctx.method, code, ms / 1000);
+  ctx.logger.info({ code, duration_ms: Math.round(ms * 100) / 100 }, "rpc");
+}
+
+/** The end of a call: its access line (and metrics), and its span. */
+function finish(ctx: CallContext, span: Span, code: number, started: number) {
+  logAccess(ctx, code, started);
+  endRpcSpan(span, "server", code);
 }
 
 function wrap(
@@ -254,17 +279,17 @@ function wrap(
     case "unary":
       return (call: AnyCall, callback: grpc.sendUnaryData<unknown>) => {
         const started = performance.now();
-        const { ctx } = callContext(call, method, logger);
+        const { ctx, span } = callContext(call, method, logger);
         runWithCall(ctx, async () => {
           try {
             const req = decode(method, call.request);
             const res = await handler(req, ctx);
             callback(null, create(method.output, res as MessageInitShape<DescMessage>));
-            logAccess(ctx, Code.OK, started);
+            finish(ctx, span, Code.OK, started);
           } catch (err) {
             const status = errorStatus(err, ctx);
             callback(status);
-            logAccess(ctx, status.code ?? Code.UNKNOWN, started);
+            finish(ctx, span, status.code ?? Code.UNKNOWN, started);
           }
         }).catch((err: unknown) => logger.error({ err }, "unary wrapper failed"));
       };
@@ -272,7 +297,7 @@ function wrap(
     case "bidi_streaming":
       return (call: AnyCall & grpc.ServerWritableStream<Buffer, unknown>) => {
         const started = performance.now();
-        const { ctx } = callContext(call, method, logger, closing);
+        const { ctx, span } = callContext(call, method, logger, closing);
         runWithCall(ctx, async () => {
           try {
             const input =
@@ -286,11 +311,11 @@ function wrap(
               }
             }
             call.end();
-            logAccess(ctx, ctx.signal.aborted ? Code.CANCELLED : Code.OK, started);
+            finish(ctx, span, ctx.signal.aborted ? Code.CANCELLED : Code.OK, started);
           } catch (err) {
             const status = errorStatus(err, ctx);
             if (!ctx.signal.aborted) call.emit("error", status);
-            logAccess(ctx, status.code ?? Code.UNKNOWN, started);
+            finish(ctx, span, status.code ?? Code.UNKNOWN, started);
           }
         }).catch((err: unknown) => logger.error({ err }, "stream wrapper failed"));
       };

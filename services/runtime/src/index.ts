@@ -1,4 +1,5 @@
 /** The shared runtime of every shopmesh service. Nothing domain-specific lives here. */
+export * from "./admin-server.js";
 export * from "./auth.js";
 export * from "./breaker.js";
 export * from "./bus.js";
@@ -11,8 +12,11 @@ export * from "./grpc-client.js";
 export * from "./grpc-server.js";
 export * from "./health.js";
 export * from "./logger.js";
+export * from "./metrics.js";
 export * from "./outbox.js";
 export * from "./page-token.js";
 export * from "./reflection.js";
 export * from "./shutdown.js";
+export * from "./telemetry.js";
+export * from "./tracing.js";
 export * from "./validation.js";

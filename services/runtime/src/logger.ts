@@ -1,5 +1,11 @@
-/** pino JSON logs, one logger per service, level from LOG_LEVEL. */
+/**
+ * pino JSON logs, one logger per service, level from LOG_LEVEL. A line written while a
+ * call or event is handled carries its `trace_id` and `span_id` (when it is traced), so
+ * logs and traces join up.
+ */
 import { pino } from "pino";
+import { currentCall } from "./context.js";
+import { traceIds } from "./tracing.js";
 
 export type Logger = pino.Logger;
 
@@ -7,6 +13,8 @@ export function createLogger(service: string, level = process.env["LOG_LEVEL"] ?
   return pino({
     level,
     base: { service },
+    // pino merges into the mixin's object: a fresh one each line.
+    mixin: () => traceIds(currentCall()?.trace) ?? {},
     timestamp: pino.stdTimeFunctions.isoTime,
     serializers: { err: safeError },
     // Secrets never reach a log line, whatever a caller passes in.

@@ -21,6 +21,7 @@ import {
   uuid,
 } from "drizzle-orm/pg-core";
 import { currentCall } from "./context.js";
+import { traceHeaders } from "./tracing.js";
 
 const bytea = customType<{ data: Uint8Array; driverData: Buffer }>({
   dataType: () => "bytea",
@@ -68,12 +69,10 @@ export async function enqueueEvent<Desc extends DescMessage>(
     eventId: id,
     occurTime: timestampFromDate(new Date()),
   } as unknown as MessageInitShape<Desc>);
+  // The span of the request or event that caused this one: the relay's publish span
+  // and every consumer's span become its descendants, so the saga is one trace.
   const call = currentCall();
-  const traced: Record<string, string> = {};
-  for (const key of ["traceparent", "tracestate"]) {
-    const v = call?.header(key);
-    if (v !== undefined) traced[key] = v;
-  }
+  const traced = traceHeaders(call?.trace);
   if (call !== undefined) traced["x-request-id"] = call.requestId;
   await tx.insert(outbox).values({
     id,

@@ -3,6 +3,7 @@
  * pools last), each bounded, then exit. A second signal exits at once.
  */
 import type { Logger } from "./logger.js";
+import { shutdownTelemetry } from "./telemetry.js";
 
 export interface ShutdownStep {
   name: string;
@@ -32,6 +33,8 @@ export function onShutdown(logger: Logger, steps: ShutdownStep[], boundMs = 15_0
         logger.error({ err, step: step.name }, "shutdown step failed");
       }
     }
+    // Spans still buffered (the last requests' and the shutdown's) go out before exit.
+    await shutdownTelemetry();
     logger.info("stopped");
     process.exit(code);
   };

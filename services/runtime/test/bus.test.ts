@@ -30,7 +30,7 @@ import {
 import { createTestDatabase } from "../src/testing.js";
 
 const NATS_URL = process.env["NATS_URL"] ?? "nats://127.0.0.1:4222";
-const logger = createLogger("bus-test", "silent");
+const logger = createLogger("bus-test", process.env["TEST_LOG"] ?? "silent");
 const migrationsFolder = fileURLToPath(new URL("./fixtures/migrations", import.meta.url));
 const topic = `shop.t${randomBytes(4).toString("hex")}`;
 

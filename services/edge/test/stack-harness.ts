@@ -1,0 +1,160 @@
+/**
+ * The real `npm start` stack for end-to-end tests: free ports, fresh databases on the
+ * PostgreSQL in PG_URL (a random DB_PREFIX, dropped afterwards), a nats-server with
+ * JetStream the test owns (so it can kill and restart it), an admin account, and the
+ * launcher's output kept for error messages. Shared by the e2e test files.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes, randomUUID } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { dropServiceDatabase, freePort } from "@shopmesh/runtime";
+import postgres from "postgres";
+
+export const repoRoot = new URL("../../../", import.meta.url).pathname;
+export const SERVICES = ["identity", "catalog", "orders", "payments", "notifications"];
+
+export interface StackOptions {
+  /** Extra environment of `npm start` (e.g. rate limits). */
+  env?: Record<string, string>;
+  /** How long `npm start` may take to print "shopmesh ready". */
+  readyTimeoutMs?: number;
+}
+
+export interface Stack {
+  /** The edge, e.g. http://127.0.0.1:41234 */
+  base: string;
+  edgePort: number;
+  dataDir: string;
+  dbPrefix: string;
+  adminEmail: string;
+  adminPassword: string;
+  /** How long `npm start` took to be ready, in ms. */
+  startedMs: number;
+  /** The `npm start` process (its own process group). */
+  process: ChildProcess;
+  /** What `npm start` printed so far. */
+  output(): string;
+  /** The test's nats-server: kill it (SIGKILL) and start it again on the same port. */
+  nats: { kill(): void; start(): void };
+  /** A service's own database, as the launcher created it. */
+  serviceDb(name: string): postgres.Sql;
+  /** Stops the stack and NATS, drops the databases, removes the data directory. */
+  stop(): Promise<void>;
+}
+
+async function ports(n: number): Promise<number[]> {
+  const out: number[] = [];
+  while (out.length < n) {
+    const p = await freePort();
+    if (!out.includes(p)) out.push(p);
+  }
+  return out;
+}
+
+export async function startStack(options: StackOptions = {}): Promise<Stack> {
+  const pgUrl = process.env["PG_URL"] as string;
+  const dbPrefix = `e2e_${randomBytes(3).toString("hex")}_`;
+  const dataDir = mkdtempSync(join(tmpdir(), "shopmesh-e2e-"));
+  const natsDir = join(dataDir, "own-nats");
+  const [edge, identity, catalog, orders, payments, notifications, natsPort] = await ports(7);
+  let nats: ChildProcess | undefined;
+  const startNats = () => {
+    nats = spawn(
+      "nats-server",
+      ["-a", "127.0.0.1", "-p", String(natsPort), "-js", "-sd", natsDir],
+      { stdio: "ignore" },
+    );
+  };
+  startNats();
+  const adminEmail = `admin-${randomUUID().slice(0, 8)}@example.com`;
+  const adminPassword = "admin-password-123";
+  const env: Record<string, string> = {
+    ...(process.env as Record<string, string>),
+    PG_URL: pgUrl,
+    DATA_DIR: dataDir,
+    EDGE_PORT: String(edge),
+    IDENTITY_PORT: String(identity),
+    CATALOG_PORT: String(catalog),
+    ORDERS_PORT: String(orders),
+    PAYMENTS_PORT: String(payments),
+    NOTIFICATIONS_PORT: String(notifications),
+    NATS_URL: `nats://127.0.0.1:${natsPort}`,
+    DB_PREFIX: dbPrefix,
+    ADMIN_EMAIL: adminEmail,
+    ADMIN_PASSWORD: adminPassword,
+    LOG_LEVEL: "warn",
+    ...options.env,
+  };
+  delete env["DATABASE_URL"];
+  const t0 = performance.now();
+  const child = spawn("npm", ["start"], {
+    cwd: repoRoot,
+    env,
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+  });
+  let output = "";
+  child.stdout?.on("data", (d: Buffer) => {
+    output += d.toString();
+  });
+  child.stderr?.on("data", (d: Buffer) => {
+    output += d.toString();
+  });
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      process.kill(-(child.pid as number), "SIGTERM");
+      await new Promise((r) => child.once("exit", r));
+    }
+    nats?.kill("SIGKILL");
+    for (const name of SERVICES)
+      await dropServiceDatabase(pgUrl, `${dbPrefix}${name}`).catch(() => undefined);
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+  const readyTimeoutMs = options.readyTimeoutMs ?? 90_000;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`stack not ready in ${readyTimeoutMs / 1000} s:\n${output}`)),
+        readyTimeoutMs,
+      );
+      const check = setInterval(() => {
+        if (output.includes("shopmesh ready")) {
+          clearInterval(check);
+          clearTimeout(timer);
+          resolve();
+        }
+      }, 100);
+      child.once("exit", (code) => {
+        clearInterval(check);
+        clearTimeout(timer);
+        reject(new Error(`npm start exited with ${code}:\n${output}`));
+      });
+    });
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return {
+    base: `http://127.0.0.1:${edge}`,
+    edgePort: edge as number,
+    dataDir,
+    dbPrefix,
+    adminEmail,
+    adminPassword,
+    startedMs: performance.now() - t0,
+    process: child,
+    output: () => output,
+    nats: {
+      kill: () => nats?.kill("SIGKILL"),
+      start: startNats,
+    },
+    serviceDb(name) {
+      const url = new URL(pgUrl);
+      url.pathname = `/${dbPrefix}${name}`;
+      return postgres(url.toString(), { max: 2, onnotice: () => {} });
+    },
+    stop,
+  };
+}
