@@ -15,6 +15,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { join } from "node:path";
+import { formatJson } from "./lib/format.js";
 import { createHttpClient, type HttpClient } from "./lib/http.js";
 import { type LoopResult, runLoop } from "./lib/loop.js";
 import { loadAverage, machineInfo } from "./lib/machine.js";
@@ -183,5 +184,6 @@ writeFileSync(
   file,
   `${JSON.stringify({ machine, options: o, summary, results }, (_k, v) => (typeof v === "bigint" ? String(v) : v), 2)}\n`,
 );
+formatJson([file]);
 say(`\nwritten ${file}`);
 process.exit(0);

@@ -358,9 +358,9 @@ describe("data stores", { timeout: 120_000 }, () => {
     expect(() => renderChart({ set: { terminationGracePeriodSeconds: 20 } })).toThrow(
       /terminationGracePeriodSeconds \(20\) must exceed preStopSleepSeconds \+ 15 s of drain \(20\)/,
     );
-    expect(() => renderChart({ set: { "services[2].autoscaling.minReplicas": 1 } })).toThrow(
-      /services\[orders\].autoscaling.minReplicas must be at least 2/,
-    );
+    expect(() =>
+      renderChart({ values: ["deploy/test/fixtures/single-replica-values.yaml"] }),
+    ).toThrow(/services\[orders\].autoscaling.minReplicas must be at least 2/);
   });
 
   it("refuses an external database without credentials", () => {

@@ -1,0 +1,68 @@
+/**
+ * The runtime's tracing helpers without an SDK (tracing off, as in every other test):
+ * statement span names, and W3C trace context carried through unchanged, so that an
+ * incoming `traceparent` still reaches the next hop when nothing is exported. The
+ * exported spans themselves are checked end to end (services/edge/test/observability.e2e.test.ts).
+ */
+import { describe, expect, it } from "vitest";
+import {
+  extractTrace,
+  SpanKind,
+  startSpan,
+  traceHeaders,
+  traceIds,
+  untraced,
+} from "../src/tracing.js";
+import { statementSpan } from "../src/tracing-db.js";
+
+describe("statementSpan", () => {
+  it("names a statement by its operation and table, and keeps only its shape", () => {
+    const cases: [string, string][] = [
+      ['select "id", "sku" from "products" where "products"."id" = $1', "select products"],
+      ['insert into "orders" ("id", "user_id") values ($1, $2)', "insert orders"],
+      ['update "outbox" set "published_at" = now() where seq = any($1)', "update outbox"],
+      ['delete from "inbox" where "processed_at" < $1', "delete inbox"],
+      ["select pg_notify('outbox', '')", "select"],
+    ];
+    for (const [sql, name] of cases) expect(statementSpan(sql).name).toBe(name);
+    const attrs = statementSpan('insert into "orders" ("id") values ($1)').attributes;
+    expect(attrs).toMatchObject({
+      "db.system.name": "postgresql",
+      "db.operation.name": "insert",
+      "db.collection.name": "orders",
+      "db.query.text": 'insert into "orders" ("id") values ($1)',
+    });
+  });
+
+  it("cuts a very long statement", () => {
+    const text = statementSpan(`select ${"x, ".repeat(2_000)}1 from t`).attributes["db.query.text"];
+    expect(String(text).length).toBeLessThanOrEqual(2_001);
+  });
+});
+
+describe("trace context with tracing off", () => {
+  const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+  it("passes an incoming traceparent on unchanged through a (non-recording) span", () => {
+    const parent = extractTrace((k) => (k === "traceparent" ? traceparent : undefined));
+    const { span, context } = startSpan("x", SpanKind.SERVER, parent);
+    expect(span.isRecording()).toBe(false);
+    expect(traceHeaders(context)).toEqual({ traceparent });
+    expect(traceIds(context)).toEqual({
+      trace_id: "0af7651916cd43dd8448eb211c80319c",
+      span_id: "b7ad6b7169203331",
+    });
+  });
+
+  it("writes nothing when there is no trace, or the path is not traced", () => {
+    const root = extractTrace(() => undefined);
+    expect(traceHeaders(startSpan("x", SpanKind.SERVER, root).context)).toEqual({});
+    expect(traceHeaders(untraced().context)).toEqual({});
+    expect(traceIds(untraced().context)).toBeUndefined();
+  });
+
+  it("ignores a malformed traceparent", () => {
+    const bad = extractTrace((k) => (k === "traceparent" ? "00-zz-yy-01" : undefined));
+    expect(traceHeaders(startSpan("x", SpanKind.SERVER, bad).context)).toEqual({});
+  });
+});
