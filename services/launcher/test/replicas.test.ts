@@ -11,7 +11,10 @@ import { freePort } from "../src/net.js";
 import { grpcTarget, planProcesses } from "../src/replicas.js";
 
 const parse = (raw: string | undefined) => replicaCounts("REPLICAS").read(raw);
-const ones = Object.fromEntries(SERVICE_NAMES.map((n) => [n, 1]));
+const ones = Object.fromEntries(SERVICE_NAMES.map((n) => [n, 1])) as Record<
+  (typeof SERVICE_NAMES)[number],
+  number
+>;
 
 describe("REPLICAS", () => {
   it("defaults to one of each; a number sets all; name=n sets one and overrides", () => {
@@ -96,15 +99,10 @@ describe("planProcesses", () => {
     const adminBase = await freePort();
     const port = await freePort();
     const ports = { identity: port, catalog: 1, orders: 2, payments: 3, notifications: 4, edge: 5 };
-    const plans = await planProcesses(
-      ["identity"],
-      { ...(ones as never), identity: 2 },
-      ports,
-      adminBase,
-    );
+    const plans = await planProcesses(["identity"], { ...ones, identity: 2 }, ports, adminBase);
     expect(plans.map((p) => p.adminPort)[0]).toBe(adminBase);
     await hold(port);
-    await expect(planProcesses(["identity"], ones as never, ports, 0)).rejects.toThrow(
+    await expect(planProcesses(["identity"], ones, ports, 0)).rejects.toThrow(
       `port ${port} (identity) is already in use; stop what holds it or set IDENTITY_PORT`,
     );
   });

@@ -30,6 +30,8 @@ export interface TokenVerifierOptions {
   fetchJwks: () => Promise<JSONWebKeySet>;
   /** Keys are re-fetched after this long, or at once on an unknown key id. Default 5 min. */
   cacheMs?: number;
+  /** Verified tokens remembered (until they expire or the keys are re-fetched). Default 10,000. */
+  maxCachedTokens?: number;
 }
 
 export interface TokenVerifier {
@@ -50,6 +52,11 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   let inflight: Promise<NonNullable<typeof cached>> | undefined;
   // Re-fetch at most every few seconds on unknown kids, so bad tokens cannot hammer identity.
   let lastForced = 0;
+  // A token is verified once (a signature check costs ~100 µs) and remembered until it
+  // expires; the whole cache is dropped whenever the key set is fetched again, so a
+  // withdrawn key stops working as soon as it would without the cache.
+  const verified = new Map<string, Claims>();
+  const maxCached = options.maxCachedTokens ?? 10_000;
 
   const load = async (force: boolean) => {
     const now = Date.now();
@@ -60,6 +67,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       .fetchJwks()
       .then((set) => {
         cached = { set, keys: createLocalJWKSet(set), at: Date.now() };
+        verified.clear();
         return cached;
       })
       .finally(() => {
@@ -70,6 +78,11 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
 
   const check = async (token: string, force: boolean): Promise<Claims> => {
     const { keys } = await load(force);
+    const known = verified.get(token);
+    if (known !== undefined) {
+      if (known.exp * 1000 > Date.now()) return known;
+      verified.delete(token); // expired: jwtVerify below says so
+    }
     const { payload } = await jwtVerify(token, keys, {
       algorithms: [TOKEN_ALG],
       issuer: options.issuer,
@@ -77,13 +90,16 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       requiredClaims: ["sub", "exp", "iat", "jti"],
     });
     const roles = Array.isArray(payload["roles"]) ? payload["roles"].map(String) : [];
-    return {
+    const claims: Claims = {
       sub: String(payload.sub),
       roles,
       email: typeof payload["email"] === "string" ? payload["email"] : "",
       jti: String(payload.jti),
       exp: Number(payload.exp),
     };
+    if (verified.size >= maxCached) verified.delete(verified.keys().next().value as string);
+    verified.set(token, claims);
+    return claims;
   };
 
   return {

@@ -19,6 +19,7 @@ import {
 } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import * as grpc from "@grpc/grpc-js";
+import type { Attributes } from "@opentelemetry/api";
 import { type CallContext, runWithCall } from "./context.js";
 import { Code, encodeStatusDetails, InvalidArgumentError, toWireStatus } from "./errors.js";
 import { createHealth, type Health } from "./health.js";
@@ -199,47 +200,72 @@ function decode(method: DescMethod, bytes: Buffer): MessageShape<DescMessage> {
   return msg;
 }
 
+/** What a call's context needs of its method, computed once per method. */
+interface MethodInfo {
+  path: string;
+  span: { name: string; attributes: Attributes };
+  /** Health checks and reflection (probes, grpcurl) are not traced. */
+  traced: boolean;
+}
+
+function methodInfo(method: DescMethod): MethodInfo {
+  const path = `/${method.parent.typeName}/${method.name}`;
+  return {
+    path,
+    span: rpcAttributes(path),
+    traced: !method.parent.typeName.startsWith("grpc."),
+  };
+}
+
+/**
+ * The CallContext of one incoming call. Its abort signal and child logger are made on
+ * first use: most unary handlers touch neither, and both cost more than the rest of
+ * the context together.
+ */
 function callContext(
   call: AnyCall,
-  method: DescMethod,
+  info: MethodInfo,
   logger: Logger,
   extraAbort?: AbortSignal,
-): { ctx: CallContext; controller: AbortController; span: Span } {
-  const controller = new AbortController();
-  call.on("cancelled", () => controller.abort());
-  if (extraAbort) {
-    if (extraAbort.aborted) controller.abort();
-    else extraAbort.addEventListener("abort", () => controller.abort(), { once: true });
-  }
+): { ctx: CallContext; span: Span } {
   const header = (name: string) => {
     const v = call.metadata.get(name)[0];
     return v === undefined ? undefined : v.toString();
   };
   const requestId = header("x-request-id") ?? randomUUID();
-  const path = `/${method.parent.typeName}/${method.name}`;
   const d = call.getDeadline();
   const deadline = d instanceof Date ? d : Number.isFinite(d) ? new Date(d as number) : undefined;
-  // Health checks and reflection (probes, grpcurl) are not traced.
-  const rpc = rpcAttributes(path);
-  const { span, context } = method.parent.typeName.startsWith("grpc.")
-    ? untraced()
-    : startSpan(rpc.name, SpanKind.SERVER, extractTrace(header), {
-        ...rpc.attributes,
+  const { span, context } = info.traced
+    ? startSpan(info.span.name, SpanKind.SERVER, extractTrace(header), {
+        ...info.span.attributes,
         "shop.request_id": requestId,
-      });
-  return {
-    controller,
-    span,
-    ctx: {
-      method: path,
-      deadline,
-      signal: controller.signal,
-      requestId,
-      logger: logger.child({ method: path, request_id: requestId }),
-      header,
-      trace: context,
+      })
+    : untraced();
+  let controller: AbortController | undefined;
+  let child: Logger | undefined;
+  const ctx: CallContext = {
+    method: info.path,
+    deadline,
+    get signal() {
+      if (controller === undefined) {
+        const c = new AbortController();
+        controller = c;
+        if (call.cancelled) c.abort();
+        else call.on("cancelled", () => c.abort());
+        if (extraAbort?.aborted) c.abort();
+        else extraAbort?.addEventListener("abort", () => c.abort(), { once: true });
+      }
+      return controller.signal;
     },
+    requestId,
+    get logger() {
+      child ??= logger.child({ method: info.path, request_id: requestId });
+      return child;
+    },
+    header,
+    trace: context,
   };
+  return { ctx, span };
 }
 
 function errorStatus(err: unknown, ctx: CallContext): Partial<grpc.StatusObject> {
@@ -257,15 +283,26 @@ function errorStatus(err: unknown, ctx: CallContext): Partial<grpc.StatusObject>
   return { code: status.code as grpc.status, details: status.message, metadata };
 }
 
-function logAccess(ctx: CallContext, code: number, started: number) {
+/** The access line (on the service's logger: no child logger per call) and metrics. */
+function logAccess(logger: Logger, ctx: CallContext, code: number, started: number) {
   const ms = performance.now() - started;
   observeGrpcServerCall(ctx.method, code, ms / 1000);
-  ctx.logger.info({ code, duration_ms: Math.round(ms * 100) / 100 }, "rpc");
+  if (logger.isLevelEnabled("info")) {
+    logger.info(
+      {
+        method: ctx.method,
+        request_id: ctx.requestId,
+        code,
+        duration_ms: Math.round(ms * 100) / 100,
+      },
+      "rpc",
+    );
+  }
 }
 
 /** The end of a call: its access line (and metrics), and its span. */
-function finish(ctx: CallContext, span: Span, code: number, started: number) {
-  logAccess(ctx, code, started);
+function finish(logger: Logger, ctx: CallContext, span: Span, code: number, started: number) {
+  logAccess(logger, ctx, code, started);
   endRpcSpan(span, "server", code);
 }
 
@@ -275,21 +312,22 @@ function wrap(
   logger: Logger,
   closing: AbortSignal,
 ): grpc.UntypedHandleCall {
+  const info = methodInfo(method);
   switch (method.methodKind) {
     case "unary":
       return (call: AnyCall, callback: grpc.sendUnaryData<unknown>) => {
         const started = performance.now();
-        const { ctx, span } = callContext(call, method, logger);
+        const { ctx, span } = callContext(call, info, logger);
         runWithCall(ctx, async () => {
           try {
             const req = decode(method, call.request);
             const res = await handler(req, ctx);
             callback(null, create(method.output, res as MessageInitShape<DescMessage>));
-            finish(ctx, span, Code.OK, started);
+            finish(logger, ctx, span, Code.OK, started);
           } catch (err) {
             const status = errorStatus(err, ctx);
             callback(status);
-            finish(ctx, span, status.code ?? Code.UNKNOWN, started);
+            finish(logger, ctx, span, status.code ?? Code.UNKNOWN, started);
           }
         }).catch((err: unknown) => logger.error({ err }, "unary wrapper failed"));
       };
@@ -297,7 +335,7 @@ function wrap(
     case "bidi_streaming":
       return (call: AnyCall & grpc.ServerWritableStream<Buffer, unknown>) => {
         const started = performance.now();
-        const { ctx, span } = callContext(call, method, logger, closing);
+        const { ctx, span } = callContext(call, info, logger, closing);
         runWithCall(ctx, async () => {
           try {
             const input =
@@ -311,11 +349,11 @@ function wrap(
               }
             }
             call.end();
-            finish(ctx, span, ctx.signal.aborted ? Code.CANCELLED : Code.OK, started);
+            finish(logger, ctx, span, ctx.signal.aborted ? Code.CANCELLED : Code.OK, started);
           } catch (err) {
             const status = errorStatus(err, ctx);
             if (!ctx.signal.aborted) call.emit("error", status);
-            finish(ctx, span, status.code ?? Code.UNKNOWN, started);
+            finish(logger, ctx, span, status.code ?? Code.UNKNOWN, started);
           }
         }).catch((err: unknown) => logger.error({ err }, "stream wrapper failed"));
       };

@@ -74,14 +74,16 @@ export async function enqueueEvent<Desc extends DescMessage>(
   const call = currentCall();
   const traced = traceHeaders(call?.trace);
   if (call !== undefined) traced["x-request-id"] = call.requestId;
-  await tx.insert(outbox).values({
-    id,
-    subject,
-    type: schema.typeName,
-    payload: toBinary(schema, message),
-    headers: { ...traced, ...headers },
-  });
-  // Delivered at commit: wakes the relay at once instead of at its next poll.
-  await tx.execute(sql`select pg_notify('outbox', '')`);
+  // One round trip: the row, and a NOTIFY delivered at commit that wakes the relay at
+  // once instead of at its next poll.
+  const payload = Buffer.from(toBinary(schema, message));
+  const meta = JSON.stringify({ ...traced, ...headers });
+  await tx.execute(sql`
+    with row as (
+      insert into outbox (id, subject, type, payload, headers)
+      values (${id}::uuid, ${subject}, ${schema.typeName}, ${payload}, ${meta}::jsonb)
+      returning 1
+    )
+    select pg_notify('outbox', '') from row`);
   return id;
 }

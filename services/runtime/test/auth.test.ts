@@ -41,6 +41,18 @@ function token(o: { key?: Key; aud?: string; exp?: string | number; kid?: string
 }
 
 describe("token verification", () => {
+  it("remembers a verified token only until it expires", async () => {
+    const v = verifier();
+    const shortLived = await token({ exp: Math.floor(Date.now() / 1000) + 2 });
+    expect((await v.verify(shortLived)).sub).toBe("user-1");
+    expect((await v.verify(shortLived)).sub).toBe("user-1"); // from the cache
+    // A token differing in one signature byte is not taken for the cached one.
+    const tampered = `${shortLived.slice(0, -2)}${shortLived.endsWith("A") ? "B" : "A"}${shortLived.slice(-1)}`;
+    await expect(v.verify(tampered)).rejects.toThrow(/invalid token/);
+    await new Promise((r) => setTimeout(r, 2_100));
+    await expect(v.verify(shortLived)).rejects.toThrow(/expired/);
+  });
+
   it("accepts a good token and returns its claims", async () => {
     const claims = await verifier().verify(await token());
     expect(claims).toMatchObject({ sub: "user-1", roles: ["customer"], email: "a@b.co" });
