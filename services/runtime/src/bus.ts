@@ -355,8 +355,15 @@ export async function startConsumer(options: {
   maxDeliver?: number;
   backoffMs?: number[];
   ackWaitMs?: number;
+  /**
+   * Deliveries handled at once by this process (default 16). Handlers must tolerate
+   * it, as they already must tolerate replicas: effects go through processOnce (the
+   * inbox) and lock the rows they change.
+   */
+  concurrency?: number;
 }): Promise<Consumer> {
   const { bus, durable, logger, handler } = options;
+  const concurrency = options.concurrency ?? 16;
   const maxDeliver = options.maxDeliver ?? 6;
   const backoffMs = options.backoffMs ?? [100, 500, 2_000, 5_000, 15_000];
   const config = {
@@ -377,7 +384,7 @@ export async function startConsumer(options: {
   const metrics = createConsumerMetrics(durable, () => bus.jsm.consumers.info(STREAM, durable));
   let stopped = false;
   let current: { close(): Promise<unknown> } | undefined;
-  let inFlight: Promise<void> = Promise.resolve();
+  const inFlight = new Set<Promise<void>>();
 
   const handle = async (m: JsMsg) => {
     const headers: Record<string, string> = {};
@@ -423,8 +430,11 @@ export async function startConsumer(options: {
         const messages = await consumer.consume({ max_messages: 64 });
         current = messages;
         for await (const m of messages) {
-          inFlight = handle(m);
-          await inFlight;
+          const handling: Promise<void> = handle(m)
+            .catch((err: unknown) => log.error({ err }, "consumer handling failed"))
+            .finally(() => inFlight.delete(handling));
+          inFlight.add(handling);
+          if (inFlight.size >= concurrency) await Promise.race(inFlight);
           if (stopped) break;
         }
       } catch (err) {
@@ -440,7 +450,7 @@ export async function startConsumer(options: {
     async stop() {
       stopped = true;
       metrics.stop();
-      await inFlight.catch(() => undefined);
+      await Promise.allSettled([...inFlight]);
       await current?.close();
       await running;
     },
