@@ -9,12 +9,12 @@
  * Payment follows asynchronously (payments consumes OrderPlaced). Each step that can
  * fail after the reservation undoes it right there (ReleaseStock).
  */
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import type { ReservedLine } from "@shopmesh/gen/shop/catalog/v1/inventory_pb.js";
 import { OrderPlacedSchema } from "@shopmesh/gen/shop/orders/v1/events_pb.js";
 import type { PlaceOrderRequest } from "@shopmesh/gen/shop/orders/v1/orders_pb.js";
 import type { Claims } from "@shopmesh/runtime/auth.js";
-import { FailedPreconditionError } from "@shopmesh/runtime/errors.js";
+import { Code, FailedPreconditionError, RpcError } from "@shopmesh/runtime/errors.js";
 import type { Logger } from "@shopmesh/runtime/logger.js";
 import { enqueueEvent } from "@shopmesh/runtime/outbox.js";
 import { and, eq } from "drizzle-orm";
@@ -53,7 +53,7 @@ export async function placeOrder(
     const existing = await findByKey(db, userId, key);
     if (existing !== undefined) return existing;
   }
-  const orderId = randomUUID();
+  let orderId = key === undefined ? randomUUID() : orderIdFor(userId, key);
 
   // 2. The user exists. The runtime client forwards the caller's token, so identity
   //    answers as it would to the user (GetUser allows the user themself).
@@ -66,12 +66,18 @@ export async function placeOrder(
   // 3. Reserve stock. All or nothing at the catalog; the order id makes it idempotent,
   //    so the client's retry on UNAVAILABLE cannot reserve twice.
   let lines: ReservedLine[];
+  const items = req.items.map((i) => ({ productId: i.productId, quantity: i.quantity }));
   try {
-    const reservation = await deps.inventory.reserveStock({
-      orderId,
-      items: req.items.map((i) => ({ productId: i.productId, quantity: i.quantity })),
-    });
-    lines = reservation.lines;
+    try {
+      lines = (await deps.inventory.reserveStock({ orderId, items })).lines;
+    } catch (err) {
+      // An earlier attempt with this key reserved under this id and gave the stock
+      // back when it failed: this retry is a new attempt, under a new id.
+      if (!(err instanceof RpcError && err.code === Code.FAILED_PRECONDITION)) throw err;
+      if (!/reservation .* was released/.test(err.message)) throw err;
+      orderId = randomUUID();
+      lines = (await deps.inventory.reserveStock({ orderId, items })).lines;
+    }
   } catch (err) {
     // Compensation when the outcome is unknown (deadline passed, connection lost):
     // the catalog may have committed the reservation after all. Releasing is a no-op
@@ -110,16 +116,38 @@ export async function placeOrder(
       return loadOrderView(tx, order);
     });
   } catch (err) {
-    // Compensation of step 3: no order was written, so the stock goes back.
-    await releaseQuietly(deps.inventory, orderId, logger);
-    if (key !== undefined && isConstraintViolation(err, IDEMPOTENCY_CONSTRAINT)) {
+    if (
+      key !== undefined &&
+      (isConstraintViolation(err, IDEMPOTENCY_CONSTRAINT) ||
+        isConstraintViolation(err, ORDERS_PKEY))
+    ) {
       // A concurrent PlaceOrder with the same key committed first: this call is a
-      // retry of that one and gets its order.
+      // retry of that one and gets its order. Same key, same order id: the
+      // reservation is the winner's, so it stays.
       const winner = await findByKey(db, userId, key);
       if (winner !== undefined) return winner;
     }
+    // Compensation of step 3: no order was written, so the stock goes back.
+    await releaseQuietly(deps.inventory, orderId, logger);
     throw err;
   }
+}
+
+const ORDERS_PKEY = "orders_pkey";
+
+/**
+ * The order id of (user, idempotency key): the same on every retry, so a retry after
+ * a crash between the reservation and the commit (or a lost answer) reserves under the
+ * same id, and the catalog, idempotent per order id, hands back the reservation it
+ * already holds instead of taking the stock a second time. A UUID (version 8, RFC 9562)
+ * from SHA-256.
+ */
+export function orderIdFor(userId: string, key: string): string {
+  const h = createHash("sha256").update(`${userId}\n${key}`).digest();
+  h[6] = ((h[6] as number) & 0x0f) | 0x80;
+  h[8] = ((h[8] as number) & 0x3f) | 0x80;
+  const x = h.subarray(0, 16).toString("hex");
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20, 32)}`;
 }
 
 async function findByKey(db: OrdersDb, userId: string, key: string) {

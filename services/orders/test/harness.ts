@@ -227,6 +227,8 @@ export async function startStack() {
   return {
     client,
     identityClient,
+    /** The catalog's InventoryService, as orders calls it. */
+    inventory,
     bus,
     ordersDb: ordersDatabase.db,
     catalogDb: catalogDatabase.db,
