@@ -80,4 +80,4 @@ LABEL org.opencontainers.image.title="shopmesh ${SERVICE}" \
       org.opencontainers.image.description="shopmesh ${SERVICE} service"
 # The OpenTelemetry SDK starts before the service's code (it stays off unless
 # OTEL_EXPORTER_OTLP_ENDPOINT is set; the chart sets it and OTEL_SERVICE_NAME).
-ENTRYPOINT ["/usr/bin/tini", "--", "node", "--enable-source-maps", "--import", "./dist/telemetry-register.mjs", "dist/main.mjs"]
+ENTRYPOINT ["/usr/bin/tini", "--", "node", "--enable-source-maps", "--max-semi-space-size=16", "--import", "./dist/telemetry-register.mjs", "dist/main.mjs"]

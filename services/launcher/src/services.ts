@@ -107,6 +107,9 @@ export function serviceSpec(plan: ProcessPlan, ctx: ServiceContext): ServiceSpec
     label: replicas > 1 ? `${name}-${plan.replica}` : name,
     command: process.execPath,
     args: [
+      // A 16 MB young generation: ~80-100 MB less RSS per service at load, same
+      // throughput (BENCHMARKS.md, "Memory"). The image's entrypoint passes it too.
+      "--max-semi-space-size=16",
       "--import",
       "tsx",
       "--import",

@@ -243,15 +243,22 @@ export function startOutboxRelay(options: {
     } while (again && !stopped);
   };
 
+  // A NOTIFY arrives per committed event; waiting a millisecond before a pass lets one
+  // pass (one transaction) publish the events of many commits instead of one each.
+  let scheduled: NodeJS.Timeout | undefined;
   const kick = () => {
     if (stopped) return;
     if (running) {
       again = true;
       return;
     }
-    running = drain().finally(() => {
-      running = undefined;
-    });
+    scheduled ??= setTimeout(() => {
+      scheduled = undefined;
+      if (stopped || running) return;
+      running = drain().finally(() => {
+        running = undefined;
+      });
+    }, 1);
   };
 
   const listening = pg
@@ -273,6 +280,7 @@ export function startOutboxRelay(options: {
     },
     async stop() {
       stopped = true;
+      clearTimeout(scheduled);
       unwatch();
       clearInterval(timer);
       await running;
