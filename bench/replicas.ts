@@ -13,10 +13,11 @@
  * Prints a table and writes bench/results/replicas-<timestamp>.json.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
+import { formatJson } from "./lib/format.js";
 import { createHttpClient } from "./lib/http.js";
 import { loadAverage, machineInfo, startCpuAccounting, type Tracked } from "./lib/machine.js";
 import { runSaga } from "./lib/saga.js";
-import { createUsers, ensureProduct, login } from "./lib/shop.js";
+import { sagaFixture } from "./lib/shop.js";
 import { type Stack, startStack } from "./lib/stack.js";
 
 const num = (name: string, fallback: number) => {
@@ -51,14 +52,12 @@ async function run(config: (typeof CONFIGS)[number]) {
   const stack = await startStack({ env: { REPLICAS: config.replicas } });
   try {
     const http = createHttpClient(stack.edgeUrl, concurrency);
-    const admin = await login(http, stack.adminEmail, stack.adminPassword);
-    const product = await ensureProduct(http, admin.accessToken, {
-      sku: "BENCH-STICKER-PACK",
-      name: "Sticker Pack (benchmark)",
-      priceCents: 499,
-      stock: 100_000,
-    });
-    const users = await createUsers(http, userCount, `rep-${Date.now().toString(36)}`);
+    const { product, users } = await sagaFixture(
+      http,
+      { email: stack.adminEmail, password: stack.adminPassword },
+      userCount,
+      "rep",
+    );
     const loadBefore = loadAverage();
     const cpuDone = startCpuAccounting(() => tracked(stack));
     const t0 = performance.now();
@@ -115,4 +114,5 @@ writeFileSync(
   file,
   `${JSON.stringify({ machine, concurrency, seconds, warmup, results }, null, 2)}\n`,
 );
+formatJson([file]);
 console.log(`\nwritten ${file}`);

@@ -21,7 +21,7 @@ import { type LoopResult, runLoop } from "./lib/loop.js";
 import { loadAverage, machineInfo } from "./lib/machine.js";
 import { createOptions } from "./lib/options.js";
 import { runSaga } from "./lib/saga.js";
-import { createUsers, ensureProduct, login } from "./lib/shop.js";
+import { sagaFixture } from "./lib/shop.js";
 import { repoRoot, startStack } from "./lib/stack.js";
 import { fmtInt, fmtMs } from "./lib/stats.js";
 
@@ -81,14 +81,12 @@ async function runOnce(mode: "off" | "on", round: number, sinkUrl: string, sink:
   const stack = await startStack({ env });
   const http: HttpClient = createHttpClient(stack.edgeUrl, o.concurrency);
   try {
-    const admin = await login(http, stack.adminEmail, stack.adminPassword);
-    const product = await ensureProduct(http, admin.accessToken, {
-      sku: "BENCH-TRACING",
-      name: "Tracing benchmark item",
-      priceCents: 499,
-      stock: 1_000_000,
-    });
-    const users = await createUsers(http, 16, `trace-${mode}-${round}-${Date.now().toString(36)}`);
+    const { product, users } = await sagaFixture(
+      http,
+      { email: stack.adminEmail, password: stack.adminPassword },
+      16,
+      `trace-${mode}-${round}`,
+    );
     const before = JSON.stringify(sink());
     const rest = await runLoop({
       concurrency: o.concurrency,

@@ -84,3 +84,23 @@ export async function ensureProduct(
     return found;
   }
 }
+
+/**
+ * What every saga benchmark starts with: the admin's token, a product with plenty of
+ * stock (created once per database) and `users` customers logged in.
+ */
+export async function sagaFixture(
+  http: HttpClient,
+  admin: { email: string; password: string },
+  users: number,
+  tag: string,
+): Promise<{ product: ProductJson; users: BenchUser[] }> {
+  const { accessToken } = await login(http, admin.email, admin.password);
+  const product = await ensureProduct(http, accessToken, {
+    sku: "BENCH-STICKER-PACK",
+    name: "Sticker Pack (benchmark)",
+    priceCents: 499,
+    stock: 1_000_000,
+  });
+  return { product, users: await createUsers(http, users, `${tag}-${Date.now().toString(36)}`) };
+}

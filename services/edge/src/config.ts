@@ -20,6 +20,11 @@ export const edgeEnv = {
   RATE_LIMIT_RPS: env.int({ default: 50, min: 0 }),
   /** Bucket size: the burst a client may send above the sustained rate. */
   RATE_LIMIT_BURST: env.int({ default: 100, min: 1 }),
+  /**
+   * How long an anonymous REST read of a public method (GetProduct, ListProducts) is
+   * answered from the edge's micro-cache (read-cache.ts); 0 turns it off.
+   */
+  EDGE_CACHE_TTL_MS: env.int({ default: 1_000, min: 0 }),
   /** Deadline of a call that arrives without one (REST, or RPC without a timeout). */
   EDGE_TIMEOUT_MS: env.int({ default: 10_000, min: 100 }),
   /** The storefront's built assets; empty: web/dist of this checkout or image. */

@@ -47,6 +47,7 @@ import { observeHttp } from "./http-metrics.js";
 import { traceRequest } from "./http-trace.js";
 import { buildOpenApi } from "./openapi.js";
 import type { RateLimiter } from "./rate-limit.js";
+import { createReadCache } from "./read-cache.js";
 import { createRestRouter, decodeRestRequest, encodeRestResponse, type RestMatch } from "./rest.js";
 import { createStaticSite } from "./static.js";
 
@@ -98,6 +99,8 @@ export function createEdgeServer(deps: EdgeDeps): EdgeServer {
   const health = createHealth(PUBLIC_SERVICES.map((s) => s.typeName));
   const reflection = createReflectionServices([...PUBLIC_SERVICES, health.registration.service]);
   const site = createStaticSite(config.WEB_DIR || undefined);
+  const cacheTtlMs = config.EDGE_CACHE_TTL_MS;
+  const readCache = createReadCache(cacheTtlMs);
 
   const callOptions = (
     authorization: string | undefined,
@@ -239,6 +242,18 @@ export function createEdgeServer(deps: EdgeDeps): EdgeServer {
     const method: DescMethod = match.route.method;
     const authorization = header(req, "authorization");
     await admit({ method, authorization, clientIp: clientIp(req) }, verifier, limiter);
+    const cacheControl = header(req, "cache-control");
+    if (readCache.cacheable(method, match.route.verb, { authorization, cacheControl })) {
+      // A GET has no body: the path and query are the whole request, hence the key.
+      const cached = await readCache.get(`${url.pathname}${url.search}`, async () => {
+        const message = decodeRestRequest(match, url.searchParams, undefined);
+        const out = await downstreams.unary(method)(message, callOptions(undefined, requestId));
+        return JSON.stringify(encodeRestResponse(match.route, out));
+      });
+      res.setHeader("x-cache", cached.hit ? "hit" : "miss");
+      res.setHeader("cache-control", `public, max-age=${Math.floor(cacheTtlMs / 1000)}`);
+      return sendJsonText(res, 200, cached.body);
+    }
     let body: unknown;
     if (match.route.body !== "") {
       const text = await readBody(req, config.BODY_LIMIT_BYTES);
@@ -469,7 +484,10 @@ function applyCors(req: Req, res: Res, origins: string[]) {
 }
 
 function sendJson(res: Res, status: number, body: unknown) {
-  const text = JSON.stringify(body);
+  sendJsonText(res, status, JSON.stringify(body));
+}
+
+function sendJsonText(res: Res, status: number, text: string) {
   res.statusCode = status;
   res.setHeader("content-type", "application/json");
   res.setHeader("content-length", Buffer.byteLength(text));

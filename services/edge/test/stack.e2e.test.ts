@@ -252,6 +252,24 @@ describe("catalog through the edge", () => {
     expect(one.json).toMatchObject({ id: products[0]?.["id"], sku: products[0]?.["sku"] });
     expect((one.json["price"] as Record<string, unknown>)["currencyCode"]).toBe("USD");
   });
+
+  it("answers repeated anonymous reads from the edge's micro-cache, and never signed-in ones", async () => {
+    const path = `/v1/products?page_size=3&x=${randomUUID()}`; // a key no one else used
+    const first = await call(path);
+    const second = await call(path);
+    expect([first.headers.get("x-cache"), second.headers.get("x-cache")]).toEqual(["miss", "hit"]);
+    expect(second.text).toBe(first.text);
+    expect(second.headers.get("cache-control")).toBe("public, max-age=1");
+    // Read through: when asked, and for a signed-in caller (their view may differ).
+    const fresh = await call(path, { headers: { "cache-control": "no-cache" } });
+    expect(fresh.headers.get("x-cache")).toBeNull();
+    const u = await register();
+    expect((await call(path, { token: u.token })).headers.get("x-cache")).toBeNull();
+    // Errors are not kept: an unknown product is asked for again each time.
+    const missing = `/v1/products/${randomUUID()}`;
+    expect((await call(missing)).status).toBe(404);
+    expect((await call(missing)).headers.get("x-cache")).toBeNull();
+  });
 });
 
 describe("API documents", () => {
@@ -398,7 +416,13 @@ describe("the saga's outcomes through REST", () => {
   let u: Awaited<ReturnType<typeof register>>;
   let productId: string;
 
-  const stockOf = async (id: string) => Number((await call(`/v1/products/${id}`)).json["stock"]);
+  // no-cache: the stock as it is now, not the edge's copy of up to a second ago.
+  const stockOf = async (id: string) =>
+    Number(
+      (await call(`/v1/products/${id}`, { headers: { "cache-control": "no-cache" } })).json[
+        "stock"
+      ],
+    );
   const order = (token: string, body: Json, headers: Record<string, string> = {}) =>
     call("/v1/orders", { token, body, headers });
   const settled = async (id: string, token: string) => {
