@@ -55,7 +55,7 @@ import {
 import { createOptions } from "./lib/options.js";
 import { runOutbox } from "./lib/outbox.js";
 import { monotonicUs, type ProfileSummary, summarizeProfile } from "./lib/profile.js";
-import { runSaga } from "./lib/saga.js";
+import { runSaga, sagaTarget } from "./lib/saga.js";
 import { createUsers, ensureProduct, login } from "./lib/shop.js";
 import { type Stack, startStack } from "./lib/stack.js";
 import { fmtInt, fmtMs, type Percentiles } from "./lib/stats.js";
@@ -464,9 +464,7 @@ async function runScenario(
         () =>
           runSaga({
             http,
-            pgAdminUrl: stack.pgAdminUrl,
-            dbPrefix: stack.dbPrefix,
-            natsUrl: stack.natsUrl,
+            ...sagaTarget(stack),
             users: f.users,
             productId: f.productId,
             concurrency: o.sagaConcurrency,

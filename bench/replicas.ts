@@ -16,7 +16,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { formatJson } from "./lib/format.js";
 import { createHttpClient } from "./lib/http.js";
 import { loadAverage, machineInfo, startCpuAccounting, type Tracked } from "./lib/machine.js";
-import { runSaga } from "./lib/saga.js";
+import { runSaga, sagaTarget } from "./lib/saga.js";
 import { sagaFixture } from "./lib/shop.js";
 import { type Stack, startStack } from "./lib/stack.js";
 
@@ -63,9 +63,7 @@ async function run(config: (typeof CONFIGS)[number]) {
     const t0 = performance.now();
     const r = await runSaga({
       http,
-      pgAdminUrl: stack.pgAdminUrl,
-      dbPrefix: stack.dbPrefix,
-      natsUrl: stack.natsUrl,
+      ...sagaTarget(stack),
       users,
       productId: product.id,
       concurrency,

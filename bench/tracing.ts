@@ -20,7 +20,7 @@ import { createHttpClient, type HttpClient } from "./lib/http.js";
 import { type LoopResult, runLoop } from "./lib/loop.js";
 import { loadAverage, machineInfo } from "./lib/machine.js";
 import { createOptions } from "./lib/options.js";
-import { runSaga } from "./lib/saga.js";
+import { runSaga, sagaTarget } from "./lib/saga.js";
 import { sagaFixture } from "./lib/shop.js";
 import { repoRoot, startStack } from "./lib/stack.js";
 import { fmtInt, fmtMs } from "./lib/stats.js";
@@ -99,9 +99,7 @@ async function runOnce(mode: "off" | "on", round: number, sinkUrl: string, sink:
     });
     const saga = await runSaga({
       http,
-      pgAdminUrl: stack.pgAdminUrl,
-      dbPrefix: stack.dbPrefix,
-      natsUrl: stack.natsUrl,
+      ...sagaTarget(stack),
       users,
       productId: product.id,
       concurrency: o.sagaConcurrency,

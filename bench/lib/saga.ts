@@ -298,3 +298,8 @@ export async function runSaga(o: SagaOptions): Promise<SagaResult> {
     },
   };
 }
+
+/** The parts of SagaOptions that come from the running stack. */
+export function sagaTarget(stack: { pgAdminUrl: string; dbPrefix: string; natsUrl: string }) {
+  return { pgAdminUrl: stack.pgAdminUrl, dbPrefix: stack.dbPrefix, natsUrl: stack.natsUrl };
+}

@@ -1,23 +1,18 @@
 /**
  * End to end with replicas: the real `npm start` with REPLICAS=2 (two processes of
- * every domain service and of the edge, real PostgreSQL, a nats-server the launcher
- * spawns). Checks that the replicas migrate their fresh databases together without a
+ * every domain service and of the edge, real PostgreSQL, the test's own nats-server,
+ * started by stack-harness.ts). Checks that the replicas migrate their fresh databases together without a
  * crash, that the saga settles while one replica each of orders, payments and catalog
  * is SIGKILLed mid-load, and that a rolling restart (SIGTERM to every replica of every
- * service, one after another) under load fails no client request.
+ * service, one replica of each at a time) under load fails no client request.
  */
-import { type ChildProcess, spawn } from "node:child_process";
-import { randomBytes, randomUUID } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { randomUUID } from "node:crypto";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { dropServiceDatabase, freePort } from "@shopmesh/runtime";
-import postgres from "postgres";
+import type postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { repoRoot, type Stack, startStack } from "./stack-harness.js";
 
-const repoRoot = new URL("../../../", import.meta.url).pathname;
-const PG_URL = process.env["PG_URL"] as string;
-const DB_PREFIX = `rep_${randomBytes(3).toString("hex")}_`;
 const DOMAIN = ["identity", "catalog", "orders", "payments", "notifications"];
 
 interface StackProcess {
@@ -29,18 +24,15 @@ interface StackProcess {
   ready: boolean;
 }
 
-let stack: ChildProcess;
-let output = "";
+let stack: Stack;
 let dataDir: string;
 let base: string;
 let edgePort: number;
 const dbs: postgres.Sql[] = [];
 
-/** A service's own database, as the launcher created it. */
+/** A service's own database, as the launcher created it (closed after the file). */
 function serviceDb(name: string) {
-  const url = new URL(PG_URL);
-  url.pathname = `/${DB_PREFIX}${name}`;
-  const db = postgres(url.toString(), { max: 2, onnotice: () => {} });
+  const db = stack.serviceDb(name);
   dbs.push(db);
   return db;
 }
@@ -52,71 +44,21 @@ const find = (service: string, replica: number) =>
   processes().find((p) => p.service === service && p.replica === replica);
 
 beforeAll(async () => {
-  dataDir = mkdtempSync(join(tmpdir(), "shopmesh-replicas-"));
-  const ports: number[] = [];
-  while (ports.length < 6) {
-    const p = await freePort();
-    if (!ports.includes(p)) ports.push(p);
-  }
-  const [edge, identity, catalog, orders, payments, notifications] = ports as number[];
-  edgePort = edge as number;
-  base = `http://127.0.0.1:${edgePort}`;
-  const env: Record<string, string> = {
-    ...(process.env as Record<string, string>),
-    PG_URL,
-    DATA_DIR: dataDir,
-    EDGE_PORT: String(edge),
-    IDENTITY_PORT: String(identity),
-    CATALOG_PORT: String(catalog),
-    ORDERS_PORT: String(orders),
-    PAYMENTS_PORT: String(payments),
-    NOTIFICATIONS_PORT: String(notifications),
-    NATS_PORT: "0", // the launcher spawns its own nats-server
-    ADMIN_PORT_BASE: "0",
-    REPLICAS: "2",
-    DB_PREFIX,
-    LOG_LEVEL: "warn",
-    NO_COLOR: "1",
-    RATE_LIMIT_RPS: "0", // per-replica buckets; this test measures failures, not limits
-  };
-  for (const name of ["DATABASE_URL", "NATS_URL"]) delete env[name];
-  stack = spawn("npm", ["start"], {
-    cwd: repoRoot,
-    env,
-    stdio: ["ignore", "pipe", "pipe"],
-    detached: true,
+  stack = await startStack({
+    env: {
+      REPLICAS: "2",
+      ADMIN_PORT_BASE: "0",
+      NO_COLOR: "1",
+      RATE_LIMIT_RPS: "0", // per-replica buckets; this test measures failures, not limits
+    },
+    readyTimeoutMs: 150_000,
   });
-  const append = (d: Buffer) => {
-    output += d.toString();
-  };
-  stack.stdout?.on("data", append);
-  stack.stderr?.on("data", append);
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`not ready in 150 s:\n${output}`)), 150_000);
-    const check = setInterval(() => {
-      if (output.includes("shopmesh ready")) {
-        clearInterval(check);
-        clearTimeout(timer);
-        resolve();
-      }
-    }, 100);
-    stack.once("exit", (code) => {
-      clearInterval(check);
-      clearTimeout(timer);
-      reject(new Error(`npm start exited with ${code}:\n${output}`));
-    });
-  });
+  ({ dataDir, base, edgePort } = stack);
 }, 180_000);
 
 afterAll(async () => {
   await Promise.all(dbs.map((db) => db.end()));
-  if (stack && stack.exitCode === null && stack.signalCode === null) {
-    process.kill(-(stack.pid as number), "SIGTERM");
-    await new Promise((r) => stack.once("exit", r));
-  }
-  for (const name of DOMAIN)
-    await dropServiceDatabase(PG_URL, `${DB_PREFIX}${name}`).catch(() => undefined);
-  rmSync(dataDir, { recursive: true, force: true });
+  await stack?.stop();
 }, 60_000);
 
 type Json = Record<string, unknown>;
@@ -281,7 +223,7 @@ describe("npm start with REPLICAS=2", () => {
       expect(row?.["n"], name).toBe(journal.entries.length);
     }
     // No replica exited while they started together.
-    expect(output).not.toMatch(/exited \(|failed to start/);
+    expect(stack.output()).not.toMatch(/exited \(|failed to start/);
   });
 });
 
