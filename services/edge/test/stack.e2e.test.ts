@@ -368,6 +368,11 @@ describe("edge protections", () => {
     const given = await call("/healthz", { headers: { "x-request-id": "req-123" } });
     expect(given.headers.get("x-request-id")).toBe("req-123");
     expect((await call("/healthz")).headers.get("x-request-id")).toMatch(/[0-9a-f-]{36}/);
+    // Not a sane token (too long, or characters a log line should not carry): replaced.
+    for (const bad of ["x".repeat(129), "a b", "<script>"]) {
+      const res = await call("/healthz", { headers: { "x-request-id": bad } });
+      expect(res.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
+    }
   });
 
   it("rate-limits a client with 429 and Retry-After", async () => {

@@ -4,6 +4,8 @@
  * incoming `traceparent` still reaches the next hop when nothing is exported. The
  * exported spans themselves are checked end to end (services/edge/test/observability.e2e.test.ts).
  */
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import {
   extractTrace,
@@ -64,5 +66,37 @@ describe("trace context with tracing off", () => {
   it("ignores a malformed traceparent", () => {
     const bad = extractTrace((k) => (k === "traceparent" ? "00-zz-yy-01" : undefined));
     expect(traceHeaders(startSpan("x", SpanKind.SERVER, bad).context)).toEqual({});
+  });
+});
+
+describe("telemetry start-up", () => {
+  const register = fileURLToPath(new URL("../src/telemetry-register.ts", import.meta.url));
+  const run = (env: Record<string, string>) =>
+    spawnSync(process.execPath, ["--import", "tsx", "--import", register, "-e", "0"], {
+      env: { ...process.env, ...env },
+      encoding: "utf8",
+    });
+
+  it("stops a process with one line naming a protocol it cannot export with", () => {
+    const r = run({
+      OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:1",
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+      OTEL_SERVICE_NAME: "probe",
+    });
+    expect(r.status).toBe(1);
+    expect(r.stderr.trim()).toBe(
+      "probe: config error: OTEL_EXPORTER_OTLP_PROTOCOL must be grpc or http/protobuf",
+    );
+  });
+
+  it("starts quietly with either protocol, and does nothing without an endpoint", () => {
+    for (const protocol of ["grpc", "http/protobuf"]) {
+      const r = run({
+        OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:1",
+        OTEL_EXPORTER_OTLP_PROTOCOL: protocol,
+      });
+      expect([r.status, r.stderr]).toEqual([0, ""]);
+    }
+    expect(run({ OTEL_EXPORTER_OTLP_PROTOCOL: "nonsense" }).status).toBe(0);
   });
 });
