@@ -64,7 +64,11 @@ export function traceRequest(req: Req, res: Res, logger: Logger): CallContext {
           "shop.request_id": requestId,
         },
       );
-  const aborted = new AbortController();
+  // The abort signal and the child logger are made on first use (most requests use
+  // neither); the access line goes on the edge's logger with the request id inline.
+  let controller: AbortController | undefined;
+  let gone = false;
+  let child: Logger | undefined;
   let done = false;
   const finish = () => {
     if (done) return;
@@ -72,7 +76,10 @@ export function traceRequest(req: Req, res: Res, logger: Logger): CallContext {
     const { route, protocol } = classify(verb, rawUrl, header(req, "content-type") ?? "");
     // 499 (as nginx logs it): the client went away before the response was sent.
     const status = res.writableFinished ? res.statusCode : 499;
-    if (status === 499) aborted.abort();
+    if (status === 499) {
+      gone = true;
+      controller?.abort();
+    }
     const durationMs = Math.round((performance.now() - started) * 100) / 100;
     if (span.isRecording()) {
       // REST routes name their verb already ("GET /v1/products/{product_id}").
@@ -86,18 +93,34 @@ export function traceRequest(req: Req, res: Res, logger: Logger): CallContext {
       });
     }
     endSpan(span, status >= 500);
-    const line = { method: verb, route, protocol, status, duration_ms: durationMs };
-    if (probe) ctx.logger.debug(line, "http");
-    else ctx.logger.info(line, "http");
+    const line = {
+      request_id: requestId,
+      method: verb,
+      route,
+      protocol,
+      status,
+      duration_ms: durationMs,
+    };
+    if (probe) logger.debug(line, "http");
+    else logger.info(line, "http");
   };
   res.once("finish", finish);
   res.once("close", finish);
   const ctx: CallContext = {
     method: `${verb} ${path}`,
     deadline: undefined,
-    signal: aborted.signal,
+    get signal() {
+      if (controller === undefined) {
+        controller = new AbortController();
+        if (gone) controller.abort();
+      }
+      return controller.signal;
+    },
     requestId,
-    logger: logger.child({ request_id: requestId }),
+    get logger() {
+      child ??= logger.child({ request_id: requestId });
+      return child;
+    },
     header: (name) => header(req, name),
     trace: context,
   };
