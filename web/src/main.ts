@@ -53,8 +53,13 @@ async function route(path: string) {
   } else {
     render(main, h("h1", {}, "Page not found"), h("p", {}, link("/", "Back to the products")));
   }
+  // A page that is no longer the current one leaves focus alone; so does a page whose
+  // data arrived after the user had already moved into it (typing in the search box).
+  if (signal.aborted) return;
   expiredNotice = undefined;
-  focusHeading(main);
+  const active = document.activeElement;
+  if (!(active instanceof HTMLElement && active !== main && main.contains(active)))
+    focusHeading(main);
 }
 
 function drawNav() {
