@@ -5,23 +5,15 @@
  * limit off and LOG_LEVEL=warn; PostgreSQL from PG_URL when set, else embedded.
  * `stop()` sends SIGTERM and waits for the launcher to exit (it stops everything).
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { SERVICE_NAMES } from "@shopmesh/launcher/config.js";
+import { type LauncherRun, runLauncher } from "@shopmesh/launcher/spawn-stack.js";
+import { freePorts } from "@shopmesh/runtime/embedded-postgres.js";
 
 export const repoRoot = new URL("../../", import.meta.url).pathname;
-
-export const SERVICE_NAMES = [
-  "identity",
-  "catalog",
-  "orders",
-  "payments",
-  "notifications",
-  "edge",
-] as const;
 
 export interface StackProcess {
   service: string;
@@ -53,27 +45,6 @@ export interface Stack {
   /** Everything the launcher printed (warnings and errors at LOG_LEVEL=warn). */
   output(): string;
   stop(): Promise<void>;
-}
-
-/** A free TCP port on 127.0.0.1 (listen on 0, read it, close). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      srv.close(() => resolve(typeof addr === "object" && addr ? addr.port : 0));
-    });
-  });
-}
-
-async function freePorts(n: number): Promise<number[]> {
-  const out: number[] = [];
-  while (out.length < n) {
-    const p = await freePort();
-    if (!out.includes(p)) out.push(p);
-  }
-  return out;
 }
 
 export async function startStack(
@@ -120,57 +91,23 @@ export async function startStack(
   if (givenPg) env["PG_URL"] = givenPg;
   else delete env["PG_URL"];
 
-  const started = performance.now();
-  let output = "";
-  const child: ChildProcess = spawn(
-    process.execPath,
-    ["--import", "tsx", "services/launcher/src/main.ts"],
-    { cwd: repoRoot, env, stdio: ["ignore", "pipe", "pipe"], detached: true },
-  );
-  const onData = (d: Buffer) => {
-    const text = d.toString();
-    output += text;
-    for (const line of text.split("\n")) if (line.trim() !== "") log(line);
-  };
-  child.stdout?.on("data", onData);
-  child.stderr?.on("data", onData);
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-      await exited;
-      clearTimeout(timer);
-    }
-    rmSync(dataDir, { recursive: true, force: true });
-  };
-
+  let launcher: LauncherRun;
   try {
-    await new Promise<void>((resolve, reject) => {
-      const timeout = options.readyTimeoutMs ?? 180_000;
-      const timer = setTimeout(
-        () => reject(new Error(`stack not ready in ${timeout / 1000} s:\n${output}`)),
-        timeout,
-      );
-      const check = setInterval(() => {
-        if (output.includes("shopmesh ready")) {
-          clearInterval(check);
-          clearTimeout(timer);
-          resolve();
-        }
-      }, 50);
-      void exited.then(() => {
-        clearInterval(check);
-        clearTimeout(timer);
-        reject(new Error(`the launcher exited before ready:\n${output}`));
-      });
+    launcher = await runLauncher({
+      argv: [process.execPath, "--import", "tsx", "services/launcher/src/main.ts"],
+      cwd: repoRoot,
+      env,
+      readyTimeoutMs: options.readyTimeoutMs ?? 180_000,
+      onLine: log,
     });
   } catch (err) {
-    await stop();
+    rmSync(dataDir, { recursive: true, force: true });
     throw err;
   }
-  const startMs = performance.now() - started;
+  const stop = async () => {
+    await launcher.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  };
   const info = (): StackInfo =>
     JSON.parse(readFileSync(join(dataDir, "stack.json"), "utf8")) as StackInfo;
   const first = info();
@@ -187,8 +124,8 @@ export async function startStack(
     dbPrefix,
     natsUrl: first.nats?.url ?? "",
     info,
-    startMs,
-    output: () => output,
+    startMs: launcher.startMs,
+    output: launcher.output,
     stop,
   };
 }

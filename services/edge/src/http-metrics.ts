@@ -1,25 +1,17 @@
 /**
- * The edge's HTTP metrics: `observeHttp(req, res)` at the start of a request records,
- * when its response ends, the route, the protocol and the HTTP status
- * (shopmesh_http_server_requests_total and shopmesh_http_server_request_duration_seconds).
+ * The bounded labels of the edge's HTTP metrics, spans and access lines (recorded when a
+ * response ends, by `traceRequest` in http-trace.ts, as
+ * shopmesh_http_server_requests_total and shopmesh_http_server_request_duration_seconds).
  *
- * A response cut off before it was sent counts as status 499.
  * Labels stay bounded: a REST request is named by its route template
  * ("GET /v1/products/{product_id}"), an RPC by its method path when the method is one
  * the edge serves, the fixed pages by their path; anything else is "other".
  */
-import type * as http from "node:http";
-import type * as http2 from "node:http2";
 import type { DescService } from "@bufbuild/protobuf";
 import { Health } from "@shopmesh/gen/grpc/health/v1/health_pb.js";
 import { ServerReflection as ReflectionV1 } from "@shopmesh/gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ReflectionV1alpha } from "@shopmesh/gen/grpc/reflection/v1alpha/reflection_pb.js";
-import { observeHttpRequest } from "@shopmesh/runtime";
-import { PUBLIC_SERVICES } from "./gateway.js";
 import { createRestRouter } from "./rest.js";
-
-type Req = http.IncomingMessage | http2.Http2ServerRequest;
-type Res = http.ServerResponse | http2.Http2ServerResponse;
 
 const FIXED_PATHS = new Set([
   "/healthz",
@@ -57,27 +49,4 @@ export function createHttpClassifier(services: DescService[]) {
     if (FIXED_PATHS.has(path)) return { route: path, protocol: "http" };
     return { route: "other", protocol: "http" };
   };
-}
-
-const classify = createHttpClassifier(PUBLIC_SERVICES);
-
-/** Records `req` when `res` is done (sent, or its connection gone). */
-export function observeHttp(req: Req, res: Res): void {
-  const started = performance.now();
-  let done = false;
-  const finish = () => {
-    if (done) return;
-    done = true;
-    const verb = (req.method ?? "GET").toUpperCase();
-    const { route, protocol } = classify(
-      verb,
-      req.url ?? "/",
-      String(req.headers["content-type"] ?? ""),
-    );
-    // 499 (as nginx logs it): the client went away before the response was sent.
-    const status = res.writableFinished ? res.statusCode : 499;
-    observeHttpRequest(route, protocol, status, (performance.now() - started) / 1000);
-  };
-  res.once("finish", finish);
-  res.once("close", finish);
 }

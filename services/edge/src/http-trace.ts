@@ -7,8 +7,9 @@
  *   sends one (a browser, a client's own tracing), named by its route once known;
  * - returns the CallContext every downstream call of the request runs in, so their
  *   client spans are children of this span and carry its request id;
- * - writes one access line when the response ends (method, route, protocol, status,
- *   duration), at debug level for probes.
+ * - when the response ends (sent, or its connection gone): counts it in the HTTP
+ *   metrics and writes one access line (method, route, protocol, status, duration), at
+ *   debug level for probes; the request is classified once for all three.
  */
 import { randomUUID } from "node:crypto";
 import type * as http from "node:http";
@@ -18,6 +19,7 @@ import {
   endSpan,
   extractTrace,
   type Logger,
+  observeHttpRequest,
   SpanKind,
   startSpan,
   untraced,
@@ -80,7 +82,9 @@ export function traceRequest(req: Req, res: Res, logger: Logger): CallContext {
       gone = true;
       controller?.abort();
     }
-    const durationMs = Math.round((performance.now() - started) * 100) / 100;
+    const elapsedMs = performance.now() - started;
+    observeHttpRequest(route, protocol, status, elapsedMs / 1000);
+    const durationMs = Math.round(elapsedMs * 100) / 100;
     if (span.isRecording()) {
       // REST routes name their verb already ("GET /v1/products/{product_id}").
       span.updateName(

@@ -43,7 +43,6 @@ import {
 import type { EdgeConfig } from "./config.js";
 import { docsHtml } from "./docs.js";
 import { admit, type Downstreams, PUBLIC_SERVICES } from "./gateway.js";
-import { observeHttp } from "./http-metrics.js";
 import { traceRequest } from "./http-trace.js";
 import { buildOpenApi } from "./openapi.js";
 import type { RateLimiter } from "./rate-limit.js";
@@ -365,8 +364,7 @@ export function createEdgeServer(deps: EdgeDeps): EdgeServer {
   const sessions = new Set<http2.ServerHttp2Session>();
   const onRequest = (req: Req, res: Res) => {
     if (draining && res instanceof http.ServerResponse) res.setHeader("connection", "close");
-    observeHttp(req, res);
-    // Span, request id and access line; downstream calls run in this call context.
+    // Span, request id, metrics and access line; downstream calls run in this call context.
     const call = traceRequest(req, res, logger);
     runWithCall(call, () => handle(req, res, call.requestId)).catch((err: unknown) => {
       logger.error({ err }, "edge handler failed");

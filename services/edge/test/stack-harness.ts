@@ -9,11 +9,12 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { dropServiceDatabase, freePort } from "@shopmesh/runtime";
+import { DOMAIN_SERVICES } from "@shopmesh/launcher/services.js";
+import { type LauncherRun, runLauncher } from "@shopmesh/launcher/spawn-stack.js";
+import { dropServiceDatabase, freePorts } from "@shopmesh/runtime";
 import postgres from "postgres";
 
 export const repoRoot = new URL("../../../", import.meta.url).pathname;
-export const SERVICES = ["identity", "catalog", "orders", "payments", "notifications"];
 
 export interface StackOptions {
   /** Extra environment of `npm start` (e.g. rate limits). */
@@ -44,21 +45,12 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-async function ports(n: number): Promise<number[]> {
-  const out: number[] = [];
-  while (out.length < n) {
-    const p = await freePort();
-    if (!out.includes(p)) out.push(p);
-  }
-  return out;
-}
-
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const pgUrl = process.env["PG_URL"] as string;
   const dbPrefix = `e2e_${randomBytes(3).toString("hex")}_`;
   const dataDir = mkdtempSync(join(tmpdir(), "shopmesh-e2e-"));
   const natsDir = join(dataDir, "own-nats");
-  const [edge, identity, catalog, orders, payments, notifications, natsPort] = await ports(7);
+  const [edge, identity, catalog, orders, payments, notifications, natsPort] = await freePorts(7);
   let nats: ChildProcess | undefined;
   const startNats = () => {
     nats = spawn(
@@ -88,54 +80,28 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     ...options.env,
   };
   delete env["DATABASE_URL"];
-  const t0 = performance.now();
-  const child = spawn("npm", ["start"], {
-    cwd: repoRoot,
-    env,
-    stdio: ["ignore", "pipe", "pipe"],
-    detached: true,
-  });
-  let output = "";
-  child.stdout?.on("data", (d: Buffer) => {
-    output += d.toString();
-  });
-  child.stderr?.on("data", (d: Buffer) => {
-    output += d.toString();
-  });
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      process.kill(-(child.pid as number), "SIGTERM");
-      await new Promise((r) => child.once("exit", r));
-    }
+  const cleanUp = async () => {
     nats?.kill("SIGKILL");
-    for (const name of SERVICES)
+    for (const name of DOMAIN_SERVICES)
       await dropServiceDatabase(pgUrl, `${dbPrefix}${name}`).catch(() => undefined);
     rmSync(dataDir, { recursive: true, force: true });
   };
-  const readyTimeoutMs = options.readyTimeoutMs ?? 90_000;
+  let launcher: LauncherRun;
   try {
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`stack not ready in ${readyTimeoutMs / 1000} s:\n${output}`)),
-        readyTimeoutMs,
-      );
-      const check = setInterval(() => {
-        if (output.includes("shopmesh ready")) {
-          clearInterval(check);
-          clearTimeout(timer);
-          resolve();
-        }
-      }, 100);
-      child.once("exit", (code) => {
-        clearInterval(check);
-        clearTimeout(timer);
-        reject(new Error(`npm start exited with ${code}:\n${output}`));
-      });
+    launcher = await runLauncher({
+      argv: ["npm", "start"],
+      cwd: repoRoot,
+      env,
+      readyTimeoutMs: options.readyTimeoutMs ?? 90_000,
     });
   } catch (err) {
-    await stop();
+    await cleanUp();
     throw err;
   }
+  const stop = async () => {
+    await launcher.stop();
+    await cleanUp();
+  };
   return {
     base: `http://127.0.0.1:${edge}`,
     edgePort: edge as number,
@@ -143,9 +109,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     dbPrefix,
     adminEmail,
     adminPassword,
-    startedMs: performance.now() - t0,
-    process: child,
-    output: () => output,
+    startedMs: launcher.startMs,
+    process: launcher.child,
+    output: launcher.output,
     nats: {
       kill: () => nats?.kill("SIGKILL"),
       start: startNats,

@@ -10,6 +10,9 @@
  *   NATS_DURABLE_PREFIX  prefix of the durable consumer names (default "orders")
  *   IDENTITY_ADDR        identity's gRPC address: GetUser, and the JWKS (default 127.0.0.1:50051)
  *   CATALOG_ADDR         catalog's gRPC address: ReserveStock / ReleaseStock (default 127.0.0.1:50052)
+ *   ORPHAN_RESERVATION_MS  stock reserved for an order that was not recorded within this
+ *                        long is given back by the placement sweeper (default 120000;
+ *                        far above PlaceOrder's deadline)
  *   JWT_ISSUER, JWT_AUDIENCE   expected `iss` / `aud` of access tokens
  */
 import { adminEnv } from "@shopmesh/runtime/admin-server.js";
@@ -24,6 +27,7 @@ export const ordersEnv = {
   NATS_URL: env.string(),
   NATS_DURABLE_PREFIX: env.string({ default: "orders" }),
   CATALOG_ADDR: env.string({ default: "127.0.0.1:50052" }),
+  ORPHAN_RESERVATION_MS: env.int({ default: 120_000, min: 1_000, max: 86_400_000 }),
   ...authEnv,
 };
 

@@ -1,6 +1,7 @@
 /**
  * The orders process: config, logger, database (migrations), bus (outbox relay and
- * payment-event consumers), clients of identity and the catalog, token verifier,
+ * payment-event consumers), clients of identity and the catalog, the sweeper of
+ * orphaned stock reservations, token verifier,
  * gRPC server, shutdown. Wiring only; the handlers are in service.ts and events.ts.
  *
  *   node --import tsx services/orders/src/main.ts
@@ -22,6 +23,7 @@ import { loadOrdersConfig } from "./config.js";
 import { openOrdersDatabase } from "./db/database.js";
 import { DOWNSTREAM_TIMEOUT_MS } from "./downstream.js";
 import { startOrderConsumers } from "./events.js";
+import { startPlacementSweeper } from "./placement-sweeper.js";
 import { createOrderService } from "./service.js";
 
 const config = loadOrdersConfig();
@@ -48,6 +50,13 @@ try {
     logger,
     durablePrefix: config.NATS_DURABLE_PREFIX,
   });
+  const sweeper = startPlacementSweeper(
+    { db: database.db, inventory, logger },
+    {
+      olderThanMs: config.ORPHAN_RESERVATION_MS,
+      everyMs: Math.max(1_000, config.ORPHAN_RESERVATION_MS / 4),
+    },
+  );
   const verifier = createIdentityVerifier(config);
   const server = createGrpcServer({
     logger,
@@ -60,6 +69,7 @@ try {
   onShutdown(logger, [
     { name: "grpc server", run: () => server.shutdown() },
     { name: "consumers", run: () => consumers.stop() },
+    { name: "placement sweeper", run: () => sweeper.stop() },
     { name: "outbox relay", run: () => relay.stop() },
     { name: "bus", run: () => bus.close() },
     {

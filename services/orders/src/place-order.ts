@@ -3,23 +3,27 @@
  *
  *   1. idempotency: an order already placed with (user, key) is returned as it is;
  *   2. identity GetUser — the user exists (called with the caller's own token);
- *   3. catalog ReserveStock — stock taken, lines priced by the catalog;
- *   4. one transaction: order PENDING_PAYMENT + items + history + OrderPlaced.
+ *   3. a `placements` row, then catalog ReserveStock — stock taken, lines priced by
+ *      the catalog;
+ *   4. one transaction: order PENDING_PAYMENT + items + history + OrderPlaced, and the
+ *      placements row deleted.
  *
  * Payment follows asynchronously (payments consumes OrderPlaced). Each step that can
- * fail after the reservation undoes it right there (ReleaseStock).
+ * fail after the reservation undoes it right there (ReleaseStock). When orders dies
+ * between 3 and 4, the placements row outlives it and the sweeper
+ * (placement-sweeper.ts) gives the stock back.
  */
 import { createHash, randomUUID } from "node:crypto";
 import type { ReservedLine } from "@shopmesh/gen/shop/catalog/v1/inventory_pb.js";
 import { OrderPlacedSchema } from "@shopmesh/gen/shop/orders/v1/events_pb.js";
 import type { PlaceOrderRequest } from "@shopmesh/gen/shop/orders/v1/orders_pb.js";
 import type { Claims } from "@shopmesh/runtime/auth.js";
-import { Code, FailedPreconditionError, RpcError } from "@shopmesh/runtime/errors.js";
+import { AbortedError, Code, FailedPreconditionError, RpcError } from "@shopmesh/runtime/errors.js";
 import type { Logger } from "@shopmesh/runtime/logger.js";
 import { enqueueEvent } from "@shopmesh/runtime/outbox.js";
-import { and, eq } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
 import type { OrdersDb } from "./db/database.js";
-import { type OrderItemRow, orderHistory, orderItems, orders } from "./db/schema.js";
+import { type OrderItemRow, orderHistory, orderItems, orders, placements } from "./db/schema.js";
 import {
   fromDownstream,
   type IdentityClient,
@@ -69,20 +73,24 @@ export async function placeOrder(
   const items = req.items.map((i) => ({ productId: i.productId, quantity: i.quantity }));
   try {
     try {
+      await notePlacement(db, orderId);
       lines = (await deps.inventory.reserveStock({ orderId, items })).lines;
     } catch (err) {
       // An earlier attempt with this key reserved under this id and gave the stock
       // back when it failed: this retry is a new attempt, under a new id.
       if (!(err instanceof RpcError && err.code === Code.FAILED_PRECONDITION)) throw err;
       if (!/reservation .* was released/.test(err.message)) throw err;
+      await forgetPlacement(db, orderId);
       orderId = randomUUID();
+      await notePlacement(db, orderId);
       lines = (await deps.inventory.reserveStock({ orderId, items })).lines;
     }
   } catch (err) {
     // Compensation when the outcome is unknown (deadline passed, connection lost):
     // the catalog may have committed the reservation after all. Releasing is a no-op
-    // when it did not.
-    if (outcomeUnknown(err)) await releaseQuietly(deps.inventory, orderId, logger);
+    // when it did not. Either way nothing is held once that is done.
+    if (!outcomeUnknown(err) || (await releaseQuietly(deps.inventory, orderId, logger)))
+      await forgetPlacement(db, orderId).catch(() => undefined);
     throw fromDownstream("catalog", err);
   }
 
@@ -106,6 +114,18 @@ export async function placeOrder(
       const items = priced.items.map((i) => ({ ...i, orderId }));
       await tx.insert(orderItems).values(items);
       await tx.insert(orderHistory).values({ orderId, status: "PENDING_PAYMENT" });
+      // Last: a concurrent retry with the same key meets the order's unique key first
+      // (and returns the winner below). No row means the sweeper judged this call dead
+      // and gave the stock back: nothing of it may be recorded.
+      const claimed = await tx
+        .delete(placements)
+        .where(eq(placements.orderId, orderId))
+        .returning({ orderId: placements.orderId });
+      if (claimed.length === 0) {
+        throw new AbortedError(
+          "placing the order took too long and its stock reservation was given back; place it again",
+        );
+      }
       await enqueueEvent(tx, ORDER_PLACED, OrderPlacedSchema, {
         orderId,
         userId,
@@ -128,7 +148,8 @@ export async function placeOrder(
       if (winner !== undefined) return winner;
     }
     // Compensation of step 3: no order was written, so the stock goes back.
-    await releaseQuietly(deps.inventory, orderId, logger);
+    if (await releaseQuietly(deps.inventory, orderId, logger))
+      await forgetPlacement(db, orderId).catch(() => undefined);
     throw err;
   }
 }
@@ -187,18 +208,36 @@ function priceLines(lines: ReservedLine[]) {
 
 /**
  * ReleaseStock on a path that is already failing: the original error is what the
- * caller needs to see. A failed release leaves units reserved for an order that does
- * not exist; the log line names the order so the stock can be released by hand.
+ * caller needs to see. Returns whether the stock is back; when it is not, the
+ * placements row stays and the sweeper releases it later.
  */
-async function releaseQuietly(inventory: InventoryClient, orderId: string, logger: Logger) {
+async function releaseQuietly(
+  inventory: InventoryClient,
+  orderId: string,
+  logger: Logger,
+): Promise<boolean> {
   try {
     await releaseStock(inventory, orderId);
+    return true;
   } catch (err) {
     logger.error(
       { err, order_id: orderId },
-      "compensation failed: ReleaseStock for an order that was not placed; stock stays reserved",
+      "compensation failed: ReleaseStock for an order that was not placed; the sweeper retries it",
     );
+    return false;
   }
+}
+
+/** Notes that stock is about to be reserved for `orderId` (a retry restarts the clock). */
+async function notePlacement(db: OrdersDb, orderId: string) {
+  await db
+    .insert(placements)
+    .values({ orderId })
+    .onConflictDoUpdate({ target: placements.orderId, set: { startedAt: sql`now()` } });
+}
+
+async function forgetPlacement(db: OrdersDb, orderId: string) {
+  await db.delete(placements).where(eq(placements.orderId, orderId));
 }
 
 /** Postgres unique violation (23505) on `constraint`, through drizzle's error wrapping. */

@@ -28,6 +28,16 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** `n` distinct free ports (for a whole stack on fresh ports). */
+export async function freePorts(n: number): Promise<number[]> {
+  const out: number[] = [];
+  while (out.length < n) {
+    const p = await freePort();
+    if (!out.includes(p)) out.push(p);
+  }
+  return out;
+}
+
 const PASSWORD = "postgres";
 
 /**

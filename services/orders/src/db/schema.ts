@@ -103,3 +103,14 @@ export const orderHistory = pgTable(
 );
 
 export type OrderHistoryRow = typeof orderHistory.$inferSelect;
+
+/**
+ * Stock reserved at the catalog for an order not recorded yet: written before
+ * ReserveStock, deleted in the transaction that records the order. A row left behind
+ * (orders died between the two, or the compensating ReleaseStock failed) is an orphaned
+ * reservation: the sweeper (placement-sweeper.ts) gives its stock back.
+ */
+export const placements = pgTable("placements", {
+  orderId: uuid("order_id").primaryKey(),
+  startedAt: timestamp("started_at", { withTimezone: true }).notNull().defaultNow(),
+});
