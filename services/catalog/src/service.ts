@@ -50,6 +50,12 @@ export function createCatalogService(deps: CatalogDeps): ServiceRegistration[] {
 
 function createCatalogRegistration(deps: CatalogDeps): ServiceRegistration {
   const { db, verifier } = deps;
+  // The hottest query (every product page): its SQL is built once, not per call.
+  const productById = db
+    .select()
+    .from(products)
+    .where(eq(products.id, sql.placeholder("id")))
+    .prepare("catalog_product_by_id");
 
   const admin = async (ctx: CallContext) => {
     const claims = await authenticate(ctx, verifier);
@@ -67,7 +73,7 @@ function createCatalogRegistration(deps: CatalogDeps): ServiceRegistration {
     },
 
     async getProduct(req) {
-      const [row] = await db.select().from(products).where(eq(products.id, req.productId));
+      const [row] = await productById.execute({ id: req.productId });
       if (row === undefined) throw new NotFoundError(`product ${req.productId} not found`);
       return { product: productToProto(row) };
     },

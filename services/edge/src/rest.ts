@@ -104,6 +104,19 @@ const verbs: Record<string, RestVerb> = {
  * `{field.path}` / `{field.path=segments}`.
  */
 export function parsePathTemplate(template: string): PathTemplate {
+  // Templates come from the protos, so there are few: each is parsed once (the request
+  // path asks for its route's template on every call).
+  let parsed = parsedTemplates.get(template);
+  if (parsed === undefined) {
+    parsed = parseTemplate(template);
+    parsedTemplates.set(template, parsed);
+  }
+  return parsed;
+}
+
+const parsedTemplates = new Map<string, PathTemplate>();
+
+function parseTemplate(template: string): PathTemplate {
   if (!template.startsWith("/")) throw new Error(`path template must start with "/": ${template}`);
   let path = template.slice(1);
   let verb: string | undefined;
