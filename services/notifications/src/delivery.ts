@@ -22,6 +22,12 @@ export interface OutgoingEmail {
 export interface Delivery {
   /** "smtp" or "local", for logs. */
   readonly name: string;
+  /**
+   * True when handing over cannot fail (local delivery is a log line): the dispatcher
+   * then records the notification SENT in the transaction that creates it, with no
+   * lease, retries or second transaction, and calls `send` after the commit.
+   */
+  readonly infallible?: boolean;
   /** Hands the message to the channel; rejects when it was not accepted. */
   send(message: OutgoingEmail): Promise<void>;
   /** Releases connections. */
@@ -78,6 +84,7 @@ export function maskEmail(email: string): string {
 export function createLocalDelivery(logger: Logger): Delivery {
   return {
     name: "local",
+    infallible: true,
     async send(message) {
       logger.info(
         {

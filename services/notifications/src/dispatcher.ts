@@ -11,9 +11,13 @@
  *
  * A notification left PENDING by a crash is finished when its event is redelivered
  * (events.ts) and, as a backstop, by the sweeper.
+ *
+ * Local delivery (no SMTP_URL) cannot fail, so it skips all of that:
+ * `settleInTransaction` records it SENT in the transaction that creates it.
  */
 import type { Logger } from "@shopmesh/runtime/logger.js";
-import { and, asc, eq, isNull, lt, ne, or, sql } from "drizzle-orm";
+import type { Tx } from "@shopmesh/runtime/outbox.js";
+import { and, asc, eq, inArray, isNull, lt, ne, or, sql } from "drizzle-orm";
 import type { NotificationsDb } from "./db/database.js";
 import {
   deliveryAttempts,
@@ -47,6 +51,14 @@ export interface Dispatcher {
    * a crash or a database error left behind. Returns how many it took on.
    */
   sweep(): Promise<number>;
+  /**
+   * For an infallible channel (local delivery): marks the PENDING, addressed
+   * notifications among `ids` SENT, each with its one attempt row, inside `tx` — the
+   * transaction that created them — and returns what hands them to the channel once
+   * `tx` has committed. For any other channel it does nothing and returns undefined:
+   * `deliver` each one after the commit.
+   */
+  settleInTransaction(tx: Tx, ids: string[]): Promise<(() => Promise<void>) | undefined>;
   /** Runs `sweep` every `intervalMs` until stop(). */
   startSweeper(intervalMs?: number): void;
   /** Stops between tries: nothing new starts, waits are cut short, the sweeper ends. */
@@ -166,9 +178,43 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     return stale.length;
   };
 
+  const settleInTransaction = async (tx: Tx, ids: string[]) => {
+    if (delivery.infallible !== true) return undefined;
+    if (ids.length === 0) return async () => {};
+    // One statement: the status change and the attempt row together.
+    const sent = (await tx.execute(sql`
+      with sent as (
+        update ${notifications} set status = 'SENT', sent_at = now()
+        where ${and(inArray(notifications.id, ids), deliverable)}
+        returning id, kind, recipient, subject, body
+      ), attempt as (
+        insert into ${deliveryAttempts} (notification_id, attempt, outcome)
+        select id, 1, 'SENT' from sent
+      )
+      select id, kind, recipient, subject, body from sent`)) as unknown as {
+      id: string;
+      kind: string;
+      recipient: string;
+      subject: string;
+      body: string;
+    }[];
+    return async () => {
+      for (const r of sent) {
+        await delivery.send({
+          notificationId: r.id,
+          kind: r.kind,
+          to: r.recipient,
+          subject: r.subject,
+          body: r.body,
+        });
+      }
+    };
+  };
+
   return {
     deliver,
     sweep,
+    settleInTransaction,
     startSweeper(intervalMs = 60_000) {
       sweeper ??= setInterval(() => {
         if (sweeping) return; // a slow mail server must not pile sweeps up

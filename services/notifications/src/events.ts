@@ -4,7 +4,8 @@
  * `startNotificationConsumers` (one durable consumer per subject, as the runtime wants).
  *
  * An effect runs inside `processOnce`, so a redelivered event never makes a second
- * notification; delivery runs after that transaction commits (dispatcher.ts).
+ * notification; delivery by SMTP runs after that transaction commits (dispatcher.ts),
+ * local delivery is recorded in it (`settleInTransaction`).
  */
 import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 import { fromBinary } from "@bufbuild/protobuf";
@@ -250,9 +251,13 @@ export function createEventHandler(
       return;
     }
     let created: string[] = [];
+    let announce: (() => Promise<void>) | undefined;
     const applied = await processOnce(db, durable, msg.eventId, async (tx) => {
       created = await parsed.apply(tx, msg.eventId);
+      // Local delivery is settled in this transaction; a mail server is called after it.
+      announce = await dispatcher.settleInTransaction(tx, created);
     });
+    if (applied && announce !== undefined) return announce();
     // Applied before, yet redelivered: the last try may have died between commit and
     // delivery. Whatever of this event is still PENDING is delivered now.
     const toDeliver = applied

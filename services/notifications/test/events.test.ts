@@ -243,6 +243,8 @@ describe("redelivery", () => {
       ...r.deps,
       dispatcher: {
         ...r.dispatcher,
+        // A channel delivered after the commit (SMTP), and the process dies first.
+        settleInTransaction: async () => undefined,
         deliver: () => Promise.reject(new Error("process died before delivering")),
       },
     };
@@ -265,6 +267,8 @@ describe("redelivery", () => {
       ...r.deps,
       dispatcher: {
         ...r.dispatcher,
+        // A channel delivered after the commit (SMTP), and the process dies first.
+        settleInTransaction: async () => undefined,
         deliver: () => Promise.reject(new Error("process died before delivering")),
       },
     };

@@ -112,8 +112,12 @@ export async function placeOrder(
         .returning();
       if (order === undefined) throw new Error("insert returned no order");
       const items = priced.items.map((i) => ({ ...i, orderId }));
-      await tx.insert(orderItems).values(items);
-      await tx.insert(orderHistory).values({ orderId, status: "PENDING_PAYMENT" });
+      // The view is built from what the inserts return: nothing is read back.
+      const itemRows = await tx.insert(orderItems).values(items).returning();
+      const history = await tx
+        .insert(orderHistory)
+        .values({ orderId, status: "PENDING_PAYMENT" })
+        .returning();
       // Last: a concurrent retry with the same key meets the order's unique key first
       // (and returns the winner below). No row means the sweeper judged this call dead
       // and gave the stock back: nothing of it may be recorded.
@@ -133,7 +137,8 @@ export async function placeOrder(
         total: { currencyCode: priced.currencyCode, amount: priced.total },
         paymentToken: req.paymentToken,
       });
-      return loadOrderView(tx, order);
+      itemRows.sort((a, b) => a.position - b.position);
+      return { order, items: itemRows, history } satisfies OrderView;
     });
   } catch (err) {
     if (

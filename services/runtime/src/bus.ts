@@ -181,11 +181,9 @@ export function startOutboxRelay(options: {
     pg.begin(async (tx) => {
       // One relay of the service publishes at a time: two replicas claiming different
       // batches would publish an aggregate's later event before its earlier one. The
-      // lock ends with the transaction, also when the replica dies mid-batch.
-      const [lease] = await tx<
-        { ok: boolean }[]
-      >`select pg_try_advisory_xact_lock(${RELAY_LOCK}) as ok`;
-      if (lease?.ok !== true) return 0;
+      // lock ends with the transaction, also when the replica dies mid-batch. It is
+      // taken by the claiming statement itself (an uncorrelated subquery, evaluated
+      // once): without it, no rows. One round trip fewer per pass than a separate select.
       const rows = await tx<
         {
           seq: string;
@@ -198,7 +196,8 @@ export function startOutboxRelay(options: {
       >`
         select seq, id, subject, payload, headers,
           extract(epoch from created_at)::float8 * 1000 as created_ms from outbox
-        where published_at is null order by seq limit ${batchSize} for update skip locked`;
+        where (select pg_try_advisory_xact_lock(${RELAY_LOCK})) and published_at is null
+        order by seq limit ${batchSize} for update skip locked`;
       if (rows.length === 0) return 0;
       // Issued in order on one connection, so JetStream stores them in order.
       await Promise.all(
