@@ -193,7 +193,7 @@ export function createOrderPlacedHandler(deps: PaymentEventDeps, consumer: strin
     const total = event.total;
     const validTotal =
       total !== undefined && total.amount >= 0n && /^[A-Z]{3}$/.test(total.currencyCode);
-    await db
+    const [inserted] = await db
       .insert(payments)
       .values({
         orderId: event.orderId,
@@ -202,8 +202,13 @@ export function createOrderPlacedHandler(deps: PaymentEventDeps, consumer: strin
         amount: validTotal ? total.amount : 0n,
         currencyCode: validTotal ? total.currencyCode : "",
       })
-      .onConflictDoNothing({ target: payments.orderId });
-    const [payment] = await db.select().from(payments).where(eq(payments.orderId, event.orderId));
+      .onConflictDoNothing({ target: payments.orderId })
+      .returning();
+    // Read back only when the row was there already (a redelivery, or a cancel first).
+    const [payment] =
+      inserted !== undefined
+        ? [inserted]
+        : await db.select().from(payments).where(eq(payments.orderId, event.orderId));
     if (payment === undefined) throw new Error(`payment of order ${event.orderId} vanished`);
     if (payment.status !== "PENDING") {
       // A duplicate (another event id for the same order), or the order was cancelled first.
