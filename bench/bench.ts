@@ -26,7 +26,8 @@
  * --outbox-events BENCH_OUTBOX_EVENTS (10000), --profile BENCH_PROFILE (1: every service
  * runs under --cpu-prof and the profiles are summarised per scenario), --node-options
  * BENCH_NODE_OPTIONS (extra NODE_OPTIONS for the services, e.g. --max-semi-space-size=16),
- * --verbose BENCH_VERBOSE.
+ * --code BENCH_CODE (source: TypeScript through tsx, as `npm start`; bundle: the
+ * services' esbuild bundles, as the image runs them, built first), --verbose BENCH_VERBOSE.
  *
  * Prints a table and writes bench/results/<timestamp>.json and bench/results/latest.json.
  */
@@ -57,7 +58,7 @@ import { runOutbox } from "./lib/outbox.js";
 import { monotonicUs, type ProfileSummary, summarizeProfile } from "./lib/profile.js";
 import { runSaga, sagaTarget } from "./lib/saga.js";
 import { createUsers, ensureProduct, login } from "./lib/shop.js";
-import { type Stack, startStack } from "./lib/stack.js";
+import { repoRoot, type Stack, startStack } from "./lib/stack.js";
 import { fmtInt, fmtMs, type Percentiles } from "./lib/stats.js";
 
 const ALL = [
@@ -96,12 +97,17 @@ const o = {
   outboxSingles: opt.num("outbox-singles", 200, 1),
   profile: opt.str("profile", "0") === "1",
   nodeOptions: opt.str("node-options", ""),
+  code: opt.str("code", "source"),
   verbose: opt.str("verbose", "0") === "1",
 };
 const picked = (opt.raw("scenarios") ?? ALL.join(","))
   .split(",")
   .map((s) => s.trim())
   .flatMap((s) => (s === "ceilings" ? ["http-ceiling", "h2-ceiling", "grpcjs-ceiling"] : [s]));
+if (o.code !== "source" && o.code !== "bundle") {
+  process.stderr.write(`BENCH_CODE: must be source or bundle (got "${o.code}")\n`);
+  process.exit(2);
+}
 for (const s of picked) {
   if (!(ALL as readonly string[]).includes(s)) {
     process.stderr.write(`BENCH_SCENARIOS: unknown scenario "${s}" (known: ${ALL.join(", ")})\n`);
@@ -179,7 +185,16 @@ async function main() {
   }
   const env: Record<string, string> = {};
   if (nodeOptions.trim() !== "") env["NODE_OPTIONS"] = nodeOptions.trim();
-  say("starting the stack (npm start's launcher)...");
+  if (o.code === "bundle") {
+    // The services as the image runs them: esbuild bundles, no tsx.
+    say("building the service bundles (npm run build:service all)...");
+    execFileSync(process.execPath, ["scripts/build-service.mjs", "all"], {
+      cwd: repoRoot,
+      stdio: o.verbose ? "inherit" : "ignore",
+    });
+    env["SERVICE_CODE"] = "bundle";
+  }
+  say(`starting the stack (npm start's launcher, services from ${o.code})...`);
   const stack = await startStack({
     env,
     log: (line) => {

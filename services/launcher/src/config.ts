@@ -132,6 +132,11 @@ const spec = {
   REPLICAS: replicaCounts("REPLICAS"),
   /** First admin (metrics/health) port; process i gets base + i, a free one if busy (0: always). */
   ADMIN_PORT_BASE: env.port({ default: 9100 }),
+  /**
+   * What the services run from: "source" (TypeScript through tsx, the default) or
+   * "bundle" (services/<name>/dist, as in the image; `npm run build:service all` first).
+   */
+  SERVICE_CODE: env.oneOf(["source", "bundle"] as const, { default: "source" }),
   /** Set (to anything): no colours even on a terminal (no-color.org). */
   NO_COLOR: env.optionalString(),
 };
@@ -161,6 +166,7 @@ export function loadLauncherConfig() {
     replicas: config.REPLICAS,
     adminPortBase: config.ADMIN_PORT_BASE,
     dbPrefix: config.DB_PREFIX,
+    code: config.SERVICE_CODE,
     color: config.NO_COLOR === undefined && process.stdout.isTTY === true,
   };
 }

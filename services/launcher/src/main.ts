@@ -3,6 +3,7 @@
  * embedded) with a database per service, NATS with JetStream (given or spawned), then
  * every service that exists as its own supervised process. Ctrl-C stops it all.
  */
+import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadLauncherConfig } from "./config.js";
@@ -13,7 +14,7 @@ import { startWatchdog } from "./orphans.js";
 import { createOutput } from "./output.js";
 import { provisionDatabases, redactUrl, startPostgres } from "./postgres.js";
 import { planProcesses } from "./replicas.js";
-import { DOMAIN_SERVICES, readyLine, serviceExists, serviceSpec } from "./services.js";
+import { bundlePath, DOMAIN_SERVICES, readyLine, serviceExists, serviceSpec } from "./services.js";
 import { claimDataDir, createStackFile } from "./stack-file.js";
 import { createSupervisor } from "./supervisor.js";
 
@@ -34,6 +35,17 @@ const life = createLifecycle({
 });
 
 life.run(async () => {
+  // Before anything starts: with no bundle to run there is nothing to wait for.
+  if (config.code === "bundle") {
+    const missing = config.services.filter(
+      (name) => serviceExists(rootDir, name) && !existsSync(join(rootDir, bundlePath(name))),
+    );
+    if (missing.length > 0) {
+      throw new StartupError(
+        `SERVICE_CODE=bundle, but ${missing.map(bundlePath).join(", ")} ${missing.length > 1 ? "are" : "is"} missing: run npm run build:service all`,
+      );
+    }
+  }
   await claimDataDir(dataDir, stackPath, log);
   const watchdog = startWatchdog(rootDir, stackPath);
   const stack = createStackFile(stackPath, dataDir);
@@ -89,6 +101,7 @@ life.run(async () => {
     natsUrl: nats.url,
     logLevel: config.logLevel,
     baseEnv: process.env,
+    code: config.code,
   };
   const supervisor = createSupervisor({
     services: plans.map((plan) => serviceSpec(plan, ctx)),

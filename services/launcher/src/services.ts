@@ -49,6 +49,11 @@ export function serviceExists(rootDir: string, name: ServiceName): boolean {
   return existsSync(entryPoint(rootDir, name));
 }
 
+/** The service's bundle (`npm run build:service <name>`), as the image runs it. */
+export function bundlePath(name: ServiceName): string {
+  return join("services", name, "dist", "main.mjs");
+}
+
 export interface ServiceContext {
   rootDir: string;
   /** Every process the launcher runs (all replicas), with its ports. */
@@ -60,6 +65,8 @@ export interface ServiceContext {
   logLevel: string;
   /** The environment the launcher was started with. */
   baseEnv: NodeJS.ProcessEnv;
+  /** TypeScript sources through tsx, or the bundles in services/<name>/dist. */
+  code: "source" | "bundle";
 }
 
 export function serviceEnv(plan: ProcessPlan, ctx: ServiceContext): NodeJS.ProcessEnv {
@@ -96,7 +103,10 @@ export function serviceEnv(plan: ProcessPlan, ctx: ServiceContext): NodeJS.Proce
 /**
  * `node --import tsx --import telemetry-register.ts --import orphan-guard.ts
  * services/<name>/src/main.ts`, cwd = repo: the OpenTelemetry SDK starts before the
- * service's own code (it stays off unless an OTLP endpoint is configured).
+ * service's own code (it stays off unless an OTLP endpoint is configured). With
+ * SERVICE_CODE=bundle: `node --import services/<name>/dist/telemetry-register.mjs
+ * --import orphan-guard.ts services/<name>/dist/main.mjs`, the image's command (the
+ * guard has no types to strip, so Node loads it as it is).
  */
 export function serviceSpec(plan: ProcessPlan, ctx: ServiceContext): ServiceSpec {
   const name = plan.service;
@@ -110,12 +120,21 @@ export function serviceSpec(plan: ProcessPlan, ctx: ServiceContext): ServiceSpec
       // A 16 MB young generation: ~80-100 MB less RSS per service at load, same
       // throughput (BENCHMARKS.md, "Memory"). The image's entrypoint passes it too.
       "--max-semi-space-size=16",
-      "--import",
-      "tsx",
-      "--import",
-      TELEMETRY_REGISTER,
-      ...guardFlags(),
-      join("services", name, "src", "main.ts"),
+      ...(ctx.code === "bundle"
+        ? [
+            "--import",
+            `./${join("services", name, "dist", "telemetry-register.mjs")}`,
+            ...guardFlags(),
+            bundlePath(name),
+          ]
+        : [
+            "--import",
+            "tsx",
+            "--import",
+            TELEMETRY_REGISTER,
+            ...guardFlags(),
+            join("services", name, "src", "main.ts"),
+          ]),
     ],
     cwd: ctx.rootDir,
     env: serviceEnv(plan, ctx),

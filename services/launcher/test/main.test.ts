@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { dropServiceDatabase, openDatabase } from "@shopmesh/runtime/db.js";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { buildService } from "../../../scripts/build-service.mjs";
 import { SERVICE_NAMES } from "../src/config.js";
 import { findOnPath, NATS_NOT_FOUND } from "../src/nats.js";
 import { canConnect, freePort } from "../src/net.js";
@@ -170,6 +171,69 @@ describe("launcher with PG_URL and NATS_URL", () => {
       }
     },
     180_000,
+  );
+});
+
+describe("launcher with SERVICE_CODE=bundle (what the image runs)", () => {
+  const prefix = `lb${randomBytes(3).toString("hex")}_`;
+  const catalogDist = join(ROOT, "services", "catalog", "dist");
+  const hadBundle = existsSync(catalogDist);
+  afterAll(async () => {
+    if (!hadBundle) rmSync(catalogDist, { recursive: true, force: true });
+    for (const service of DOMAIN_SERVICES) await dropServiceDatabase(PG_URL, `${prefix}${service}`);
+  });
+
+  // A service never built in this checkout (none in a fresh clone is).
+  const unbuilt = existing.find(
+    (s) => s !== "catalog" && !existsSync(join(ROOT, "services", s, "dist")),
+  );
+  it.skipIf(unbuilt === undefined)(
+    "names the bundle that is missing and the command that builds it, before starting anything",
+    async () => {
+      const dir = dataDir();
+      const launched = startLauncher(
+        await baseEnv({
+          PG_URL,
+          NATS_URL,
+          DATA_DIR: dir,
+          SERVICES: unbuilt,
+          SERVICE_CODE: "bundle",
+        }),
+      );
+      expect((await launched.exited).code).toBe(1);
+      expect(launched.output()).toContain(
+        `SERVICE_CODE=bundle, but services/${unbuilt}/dist/main.mjs is missing: run npm run build:service all`,
+      );
+      expect(existsSync(join(dir, "stack.json"))).toBe(false);
+    },
+  );
+
+  it.skipIf(!natsUp)(
+    "runs the catalog from services/catalog/dist/main.mjs, ready and stopped like the source",
+    async () => {
+      await buildService("catalog", { quiet: true });
+      const dir = dataDir();
+      const env = await baseEnv({
+        PG_URL,
+        NATS_URL,
+        DATA_DIR: dir,
+        DB_PREFIX: prefix,
+        SERVICES: "catalog",
+        SERVICE_CODE: "bundle",
+      });
+      const launched = startLauncher(env);
+      await launched.waitFor(/^shopmesh ready: .*$/m, 60_000);
+      const [catalog] = readStack(dir).services;
+      expect(await canConnect(catalog?.port as number)).toBe(true);
+      const cmdline = readFileSync(`/proc/${catalog?.pid}/cmdline`, "utf8").split("\0");
+      expect(cmdline).toContain("services/catalog/dist/main.mjs");
+      expect(cmdline).toContain("./services/catalog/dist/telemetry-register.mjs");
+      expect(cmdline).not.toContain("tsx");
+      launched.child.kill("SIGTERM");
+      expect((await launched.exited).code).toBe(0);
+      expect(isAlive(catalog?.pid as number)).toBe(false);
+    },
+    120_000,
   );
 });
 
