@@ -71,9 +71,9 @@ export async function placeOrder(
   //    so the client's retry on UNAVAILABLE cannot reserve twice.
   let lines: ReservedLine[];
   const items = req.items.map((i) => ({ productId: i.productId, quantity: i.quantity }));
+  await notePlacement(db, orderId);
   try {
     try {
-      await notePlacement(db, orderId);
       lines = (await deps.inventory.reserveStock({ orderId, items })).lines;
     } catch (err) {
       // An earlier attempt with this key reserved under this id and gave the stock
