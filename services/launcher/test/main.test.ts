@@ -299,6 +299,14 @@ describe("launcher start-up errors", () => {
     );
   });
 
+  it("names SERVICE_CODE when it is neither source nor bundle", async () => {
+    const launched = startLauncher(await baseEnv({ SERVICE_CODE: "binary" }));
+    expect((await launched.exited).code).toBe(1);
+    expect(launched.output().trim()).toMatch(
+      /^launcher: config error: SERVICE_CODE must be one of source, bundle/,
+    );
+  });
+
   it("says how to get nats-server when it is missing and NATS_URL is unset", async () => {
     const dir = dataDir();
     const launched = startLauncher(

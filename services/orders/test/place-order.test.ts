@@ -8,11 +8,13 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { OrderStatus, PlaceOrderRequestSchema } from "@shopmesh/gen/shop/orders/v1/orders_pb.js";
 import type { Claims } from "@shopmesh/runtime/auth.js";
+import { loadConfig } from "@shopmesh/runtime/config.js";
 import { Code } from "@shopmesh/runtime/errors.js";
 import { createLogger } from "@shopmesh/runtime/logger.js";
 import { bearer, rpcError } from "@shopmesh/runtime/testing.js";
 import { eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ordersEnv } from "../src/config.js";
 import { placements } from "../src/db/schema.js";
 import type { IdentityClient, InventoryClient } from "../src/downstream.js";
 import { orderIdFor, placeOrder } from "../src/place-order.js";
@@ -408,5 +410,20 @@ describe("orphaned stock reservations (the placement sweeper)", () => {
     expect(await s.orderRowsOf(userId)).toHaveLength(0);
     expect(await s.stockOf(p.id)).toBe(5);
     expect(await placementsOf(orderIdFor(userId, "slow"))).toEqual([]);
+  });
+});
+
+describe("ORPHAN_RESERVATION_MS", () => {
+  const base = { DATABASE_URL: "postgres://u@h/db", NATS_URL: "nats://h:4222" };
+  it("defaults to two minutes and refuses a value that would sweep live PlaceOrders", () => {
+    expect(loadConfig(ordersEnv, base).ORPHAN_RESERVATION_MS).toBe(120_000);
+    expect(loadConfig(ordersEnv, { ...base, ORPHAN_RESERVATION_MS: "30000" })).toMatchObject({
+      ORPHAN_RESERVATION_MS: 30_000,
+    });
+    for (const bad of ["0", "999", "soon", "-5"]) {
+      expect(() => loadConfig(ordersEnv, { ...base, ORPHAN_RESERVATION_MS: bad })).toThrow(
+        /ORPHAN_RESERVATION_MS/,
+      );
+    }
   });
 });
