@@ -22,7 +22,8 @@ export function authPage(root: HTMLElement, mode: "signin" | "signup", notice?: 
     type: "password",
     name: "password",
     required: true,
-    minlength: mode === "signup" ? 8 : undefined,
+    // identity.proto: Register requires at least 10 characters.
+    minlength: mode === "signup" ? 10 : undefined,
     autocomplete: mode === "signup" ? "new-password" : "current-password",
   });
   const displayName = h("input", { type: "text", name: "displayName", autocomplete: "name" });
