@@ -43,7 +43,7 @@ export async function openDatabase<TSchema extends Record<string, unknown>>(
     connection: { application_name: applicationName },
   });
   const unwatch = watchDbPool(sql, applicationName, options.url);
-  const db = drizzle(sql, { schema: options.schema });
+  const db = drizzle(tunedForDrizzle(sql), { schema: options.schema });
   if (options.migrationsFolder !== undefined) {
     await migrateWithLock(sql, db, options.migrationsFolder, options.logger);
   }
@@ -55,6 +55,72 @@ export async function openDatabase<TSchema extends Record<string, unknown>>(
       await sql.end({ timeout: 5 });
     },
   };
+}
+
+/**
+ * `sql` as drizzle should drive it, two round trips cheaper per statement and per
+ * transaction (the saga runs ≈ 14 transactions and ≈ 45 statements per order):
+ *
+ * - **Every statement is prepared** (`unsafe(…, { prepare: true })`), as postgres.js does
+ *   for its own tagged queries: drizzle asks for a named statement only when a query is
+ *   built with `.prepare(name)`, and postgres.js sends any other statement with
+ *   parameters as Parse + Describe, waits for the answer, then sends Bind + Execute — two
+ *   round trips each time. Prepared, it is one round trip after its first use on a
+ *   connection. The statements are the finite set of shapes our code builds.
+ * - **BEGIN travels with the first statement.** postgres.js's `begin(fn)` (what drizzle's
+ *   `db.transaction` calls) waits for BEGIN's answer before running `fn`. Here the
+ *   transaction runs on a reserved connection, whose queries postgres.js pipelines in
+ *   order: BEGIN is written, the first statement follows in the same socket write, COMMIT
+ *   after `fn` settles, ROLLBACK when it throws (the caller gets `fn`'s error). The
+ *   connection returns to the pool only once COMMIT or ROLLBACK answered; one lost
+ *   mid-transaction is postgres.js's to reopen, never handed out as it is. Savepoints
+ *   (nested transactions) are not supported: nothing here uses them.
+ */
+export function tunedForDrizzle(sql: postgres.Sql): postgres.Sql {
+  const begin = async (...args: unknown[]) => {
+    const fn = args[args.length - 1] as (tx: postgres.ReservedSql) => Promise<unknown>;
+    if (args.length !== 1 || typeof fn !== "function")
+      throw new Error("begin(fn): transaction options are not supported here");
+    const conn = await sql.reserve();
+    let reusable = false;
+    try {
+      const opened = conn.unsafe("begin").execute();
+      let result: unknown;
+      try {
+        result = await fn(preparing(conn));
+        await opened;
+        await conn.unsafe("commit");
+      } catch (err) {
+        await opened.catch(() => undefined);
+        // The caller needs `err`, not a failed ROLLBACK's error (a lost connection).
+        await conn.unsafe("rollback").then(
+          () => {
+            reusable = true;
+          },
+          () => undefined,
+        );
+        throw err;
+      }
+      reusable = true;
+      return result;
+    } finally {
+      if (reusable) conn.release();
+    }
+  };
+  return preparing(sql, begin);
+}
+
+function preparing<S extends postgres.Sql>(sql: S, begin?: (...args: unknown[]) => unknown): S {
+  const unsafe = (query: string, params?: unknown[], options?: object) =>
+    sql.unsafe(query, params as never, { ...options, prepare: true });
+  return new Proxy(sql, {
+    get: (target, key, receiver) =>
+      key === "unsafe"
+        ? unsafe
+        : key === "begin" && begin !== undefined
+          ? begin
+          : Reflect.get(target, key, receiver),
+  });
 }
 
 async function migrateWithLock<TSchema extends Record<string, unknown>>(

@@ -3,6 +3,7 @@
  * global setup starts when none is given).
  */
 import { randomBytes } from "node:crypto";
+import * as net from "node:net";
 import { fileURLToPath } from "node:url";
 import { sql as dsql } from "drizzle-orm";
 import postgres from "postgres";
@@ -41,5 +42,94 @@ describe("database", () => {
     const widgets = await first.sql`select name from widgets`;
     expect(widgets.map((w) => w["name"])).toEqual(["a"]);
     await Promise.all(replicas.map((r) => r.close()));
+  });
+
+  describe("statements prepared, and BEGIN sent with the first statement (tunedForDrizzle)", () => {
+    /** A TCP relay to the server that counts what the client sends, write by write. */
+    async function countingRelay(target: URL) {
+      let writes = 0;
+      const server = net.createServer((client) => {
+        const upstream = net.connect(Number(target.port || 5432), target.hostname);
+        client.on("data", (d) => {
+          writes++;
+          upstream.write(d);
+        });
+        upstream.on("data", (d) => client.write(d));
+        client.on("close", () => upstream.destroy());
+        upstream.on("close", () => client.destroy());
+        client.on("error", () => upstream.destroy());
+        upstream.on("error", () => client.destroy());
+      });
+      await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+      const port = (server.address() as net.AddressInfo).port;
+      return {
+        port,
+        take: () => {
+          const n = writes;
+          writes = 0;
+          return n;
+        },
+        close: () => new Promise<void>((r) => server.close(() => r())),
+      };
+    }
+
+    it("commits, rolls back on a throw or a failed statement (the caller gets that error), and keeps its one connection", async () => {
+      const url = await ensureServiceDatabase(adminUrl, name, "s3cret-pw");
+      // (Migrations hold one connection for their lock: a pool of one cannot run them.)
+      await (await openDatabase({ url, schema: {}, migrationsFolder, max: 2 })).close();
+      const { db, sql, close } = await openDatabase({ url, schema: {}, max: 1 });
+      try {
+        await sql`delete from widgets`;
+        await db.transaction(async (tx) => {
+          await tx.execute(dsql`insert into widgets (id, name) values (1, 'kept')`);
+        });
+        await expect(
+          db.transaction(async (tx) => {
+            await tx.execute(dsql`insert into widgets (id, name) values (2, 'thrown away')`);
+            throw new Error("changed my mind");
+          }),
+        ).rejects.toThrow("changed my mind");
+        await expect(
+          db.transaction(async (tx) => {
+            await tx.execute(dsql`insert into widgets (id, name) values (3, 'also away')`);
+            await tx.execute(dsql`insert into widgets (id, name) values (1, 'duplicate')`);
+          }),
+        ).rejects.toMatchObject({ cause: { code: "23505" } });
+        // Concurrent transactions on a pool of one take turns.
+        await Promise.all(
+          [4, 5, 6].map((id) =>
+            db.transaction(async (tx) => {
+              await tx.execute(dsql`insert into widgets (id, name) values (${id}, 'turn')`);
+            }),
+          ),
+        );
+        const rows = await sql`select id from widgets order by id`;
+        expect(rows.map((r) => r["id"])).toEqual([1, 4, 5, 6]);
+      } finally {
+        await close();
+      }
+    });
+
+    it("costs two client writes (BEGIN with the prepared statement, then COMMIT), not four", async () => {
+      const url = new URL(await ensureServiceDatabase(adminUrl, name, "s3cret-pw"));
+      const relay = await countingRelay(url);
+      const viaRelay = new URL(url);
+      viaRelay.hostname = "127.0.0.1";
+      viaRelay.port = String(relay.port);
+      const { db, close } = await openDatabase({ url: viaRelay.toString(), schema: {}, max: 1 });
+      try {
+        const insert = (name: string) =>
+          db.transaction(async (tx) => {
+            await tx.execute(dsql`insert into widgets (name) values (${name})`);
+          });
+        await insert("warm-up"); // connects, and prepares the statement on this connection
+        relay.take();
+        await insert("counted");
+        expect(relay.take()).toBe(2);
+      } finally {
+        await close();
+        await relay.close();
+      }
+    });
   });
 });
