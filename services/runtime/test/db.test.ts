@@ -44,7 +44,7 @@ describe("database", () => {
     await Promise.all(replicas.map((r) => r.close()));
   });
 
-  describe("statements prepared, and BEGIN sent with the first statement (tunedForDrizzle)", () => {
+  describe("statements prepared, and BEGIN sent with the first statement (tunedPool)", () => {
     /** A TCP relay to the server that counts what the client sends, write by write. */
     async function countingRelay(target: URL) {
       let writes = 0;
