@@ -75,8 +75,10 @@ export async function openDatabase<TSchema extends Record<string, unknown>>(
  *   order: BEGIN is written, the first statement follows in the same socket write, COMMIT
  *   after `fn` settles, ROLLBACK when it throws (the caller gets `fn`'s error). The
  *   connection returns to the pool only once COMMIT or ROLLBACK answered; one lost
- *   mid-transaction is postgres.js's to reopen, never handed out as it is. Savepoints
- *   (nested transactions) are not supported: nothing here uses them.
+ *   mid-transaction is postgres.js's to reopen, never handed out as it is. When `fn`
+ *   caught the error of a statement, COMMIT finds the transaction aborted and the caller
+ *   gets TransactionRolledBack (postgres.js's `begin` throws that statement's error).
+ *   Savepoints (nested transactions) are not supported: nothing here uses them.
  */
 export function tunedPool(sql: postgres.Sql): postgres.Sql {
   const begin = async (...args: unknown[]) => {
@@ -91,8 +93,15 @@ export function tunedPool(sql: postgres.Sql): postgres.Sql {
       try {
         result = await fn(preparing(conn));
         await opened;
-        await conn.unsafe("commit");
+        // A statement that failed inside `fn` (and was caught there) left the
+        // transaction aborted: PostgreSQL answers COMMIT with ROLLBACK, and so do we.
+        const ended = await conn.unsafe("commit");
+        if (ended.command === "ROLLBACK") {
+          reusable = true;
+          throw new TransactionRolledBack();
+        }
       } catch (err) {
+        if (err instanceof TransactionRolledBack) throw err;
         await opened.catch(() => undefined);
         // The caller needs `err`, not a failed ROLLBACK's error (a lost connection).
         await conn.unsafe("rollback").then(
@@ -110,6 +119,14 @@ export function tunedPool(sql: postgres.Sql): postgres.Sql {
     }
   };
   return preparing(sql, begin);
+}
+
+/** COMMIT found the transaction aborted by a statement whose error `fn` caught. */
+export class TransactionRolledBack extends Error {
+  override name = "TransactionRolledBack";
+  constructor() {
+    super("transaction rolled back: a statement in it failed and its error was caught");
+  }
 }
 
 function preparing<S extends postgres.Sql>(sql: S, begin?: (...args: unknown[]) => unknown): S {

@@ -8,7 +8,12 @@ import { fileURLToPath } from "node:url";
 import { sql as dsql } from "drizzle-orm";
 import postgres from "postgres";
 import { afterAll, describe, expect, it } from "vitest";
-import { dropServiceDatabase, ensureServiceDatabase, openDatabase } from "../src/db.js";
+import {
+  dropServiceDatabase,
+  ensureServiceDatabase,
+  openDatabase,
+  TransactionRolledBack,
+} from "../src/db.js";
 
 const adminUrl = process.env["PG_URL"] as string;
 const name = `rt_${randomBytes(4).toString("hex")}`;
@@ -95,6 +100,15 @@ describe("database", () => {
             await tx.execute(dsql`insert into widgets (id, name) values (1, 'duplicate')`);
           }),
         ).rejects.toMatchObject({ cause: { code: "23505" } });
+        // A failed statement whose error the transaction caught still undoes it all.
+        await expect(
+          db.transaction(async (tx) => {
+            await tx.execute(dsql`insert into widgets (id, name) values (7, 'undone')`);
+            await tx
+              .execute(dsql`insert into widgets (id, name) values (1, 'duplicate')`)
+              .catch(() => undefined);
+          }),
+        ).rejects.toBeInstanceOf(TransactionRolledBack);
         // Concurrent transactions on a pool of one take turns.
         await Promise.all(
           [4, 5, 6].map((id) =>
