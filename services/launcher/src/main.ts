@@ -42,7 +42,7 @@ life.run(async () => {
     );
     if (missing.length > 0) {
       throw new StartupError(
-        `SERVICE_CODE=bundle, but ${missing.map(bundlePath).join(", ")} ${missing.length > 1 ? "are" : "is"} missing: run npm run build:service all`,
+        `SERVICE_CODE=bundle, but ${missing.map((name) => bundlePath(name)).join(", ")} ${missing.length > 1 ? "are" : "is"} missing: run npm run build:service all`,
       );
     }
   }

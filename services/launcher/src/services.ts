@@ -50,8 +50,8 @@ export function serviceExists(rootDir: string, name: ServiceName): boolean {
 }
 
 /** The service's bundle (`npm run build:service <name>`), as the image runs it. */
-export function bundlePath(name: ServiceName): string {
-  return join("services", name, "dist", "main.mjs");
+export function bundlePath(name: ServiceName, file = "main.mjs"): string {
+  return join("services", name, "dist", file);
 }
 
 export interface ServiceContext {
@@ -123,7 +123,7 @@ export function serviceSpec(plan: ProcessPlan, ctx: ServiceContext): ServiceSpec
       ...(ctx.code === "bundle"
         ? [
             "--import",
-            `./${join("services", name, "dist", "telemetry-register.mjs")}`,
+            `./${bundlePath(name, "telemetry-register.mjs")}`,
             ...guardFlags(),
             bundlePath(name),
           ]

@@ -25,7 +25,7 @@ import {
   type NotificationStatus,
   notifications,
 } from "./db/schema.js";
-import type { Delivery } from "./delivery.js";
+import type { Delivery, OutgoingEmail } from "./delivery.js";
 
 export interface DispatcherOptions {
   db: NotificationsDb;
@@ -191,22 +191,10 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         insert into ${deliveryAttempts} (notification_id, attempt, outcome)
         select id, 1, 'SENT' from sent
       )
-      select id, kind, recipient, subject, body from sent`)) as unknown as {
-      id: string;
-      kind: string;
-      recipient: string;
-      subject: string;
-      body: string;
-    }[];
+      select id, kind, recipient, subject, body from sent`)) as unknown as MessageFields[];
     return async () => {
       for (const r of sent) {
-        await delivery.send({
-          notificationId: r.id,
-          kind: r.kind,
-          to: r.recipient,
-          subject: r.subject,
-          body: r.body,
-        });
+        await delivery.send(outgoing(r));
       }
     };
   };
@@ -237,6 +225,20 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   };
 }
 
+/** What of a notification row goes out on its channel. */
+type MessageFields = Pick<NotificationRow, "id" | "kind" | "recipient" | "subject" | "body">;
+
+/** The message a notification row becomes on its channel. */
+function outgoing(row: MessageFields): OutgoingEmail {
+  return {
+    notificationId: row.id,
+    kind: row.kind,
+    to: row.recipient,
+    subject: row.subject,
+    body: row.body,
+  };
+}
+
 function backoffOf(backoffMs: number[], retry: number): number {
   return backoffMs[Math.min(retry, backoffMs.length - 1)] ?? 1_000;
 }
@@ -255,16 +257,7 @@ async function trySend(
     timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
   });
   try {
-    await Promise.race([
-      delivery.send({
-        notificationId: row.id,
-        kind: row.kind,
-        to: row.recipient,
-        subject: row.subject,
-        body: row.body,
-      }),
-      timeout,
-    ]);
+    await Promise.race([delivery.send(outgoing(row)), timeout]);
     return undefined;
   } catch (err) {
     return (err instanceof Error ? err.message : String(err)).slice(0, 500);
