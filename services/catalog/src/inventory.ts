@@ -27,6 +27,7 @@ import {
   NotFoundError,
 } from "@shopmesh/runtime/errors.js";
 import { type ServiceRegistration, serve } from "@shopmesh/runtime/grpc-server.js";
+import type { Tx } from "@shopmesh/runtime/outbox.js";
 import { and, asc, eq, inArray, sql } from "drizzle-orm";
 import type { CatalogDb } from "./db/database.js";
 import { products, reservationLines, reservations } from "./db/schema.js";
@@ -73,87 +74,148 @@ async function reserveStock(deps: InventoryDeps, req: ReserveStockRequest) {
     ]);
   }
 
-  return deps.db.transaction(async (tx) => {
-    // Claim the order id first. A concurrent call for the same order blocks here on
-    // the primary key until this transaction ends: if it commits, that call's
-    // insert does nothing and it returns the stored reservation; if it rolls back,
-    // that call proceeds as the first. Either way stock is taken once.
-    const claimed = await tx
-      .insert(reservations)
-      .values({ orderId })
-      .onConflictDoNothing({ target: reservations.orderId })
-      .returning({ orderId: reservations.orderId });
-    if (claimed.length === 0) {
-      // READ COMMITTED: this new statement sees the other transaction's commit.
-      const [existing] = await tx
-        .select()
-        .from(reservations)
-        .where(eq(reservations.orderId, orderId));
-      if (existing?.status === "released") {
-        // Re-reserving a released order would take stock for an order already given up.
-        throw new FailedPreconditionError(`the reservation of order ${orderId} was released`);
+  try {
+    return await deps.db.transaction(async (tx) => {
+      // Everything goes out in one write (BEGIN included), so a product's row stays
+      // locked for one round trip and the commit: every order of a best-seller queues
+      // on that lock. Products are taken in id order (no deadlocks between orders).
+      const ordered = [...items.entries()].sort(([, a], [, b]) =>
+        a.productId < b.productId ? -1 : 1,
+      );
+      // Claim the order id first. A concurrent call for the same order blocks here on
+      // the primary key until this transaction ends: if it commits, this insert does
+      // nothing and the call returns the stored reservation (below); if it rolls back,
+      // this call proceeds as the first. Either way stock is taken once.
+      const claiming = tx
+        .insert(reservations)
+        .values({ orderId })
+        .onConflictDoNothing({ target: reservations.orderId })
+        .returning({ orderId: reservations.orderId });
+      // Sent in this order: a statement starts when its promise is first awaited.
+      const [claim, ...taken] = (await Promise.allSettled([
+        claiming,
+        ...ordered.map(([position, item]) => take(tx, orderId, position, item)),
+      ])) as [PromiseSettledResult<{ orderId: string }[]>, ...PromiseSettledResult<TakenRow[]>[]];
+      if (claim.status === "rejected") throw claim.reason;
+      if (claim.value.length === 0) throw new AlreadyReserved();
+      // A line not taken is a product missing, inactive or short: say which, for the
+      // first such line in request order. Throwing rolls everything back, the other
+      // lines and the reservation row included: nothing is half-written.
+      const byPosition = new Map<number, TakenRow>();
+      for (const [i, result] of taken.entries()) {
+        if (result.status === "rejected") throw result.reason;
+        const row = result.value[0];
+        if (row !== undefined) byPosition.set(ordered[i]?.[0] ?? -1, row);
       }
-      const lines = await tx
-        .select()
-        .from(reservationLines)
-        .where(eq(reservationLines.orderId, orderId))
-        .orderBy(asc(reservationLines.position));
-      return { orderId, lines: lines.map(lineToProto), alreadyReserved: true };
-    }
+      if (byPosition.size < items.length) await explainShortfall(tx, items, byPosition);
 
-    // Lock every product of the order in id order. Concurrent reservations of the
-    // same product queue here, and each sees the stock the previous one left.
-    const ids = items.map((i) => i.productId).sort();
-    const rows = await tx
-      .select()
-      .from(products)
-      .where(inArray(products.id, ids))
-      .orderBy(asc(products.id))
-      .for("update");
-    const byId = new Map(rows.map((r) => [r.id, r]));
-
-    // Check every line before changing anything, reporting the first bad line in
-    // request order. Throwing rolls back the whole transaction, reservation row
-    // included: nothing is half-written.
-    for (const item of items) {
-      const p = byId.get(item.productId);
-      if (p === undefined) throw new NotFoundError(`product ${item.productId} not found`);
-      if (!p.active) throw new FailedPreconditionError(`product ${p.sku} (${p.id}) is not active`);
-      if (p.stock < item.quantity) {
-        throw new FailedPreconditionError(
-          `insufficient stock for ${p.sku} (${p.id}): requested ${item.quantity}, available ${p.stock}`,
-        );
+      const lines: LineRow[] = [];
+      for (const [position, item] of items.entries()) {
+        const p = byPosition.get(position);
+        if (p === undefined) throw new Error("unreachable: every line was taken");
+        await noteStockChange(tx, p, p.stock + item.quantity, deps.lowStockThreshold);
+        lines.push(lineOf(orderId, position, item.quantity, p));
       }
-    }
+      return { orderId, lines: lines.map(lineToProto), alreadyReserved: false };
+    });
+  } catch (err) {
+    if (!(err instanceof AlreadyReserved)) throw err;
+  }
+  // READ COMMITTED: these statements see the other call's commit.
+  const [existing] = await deps.db
+    .select()
+    .from(reservations)
+    .where(eq(reservations.orderId, orderId));
+  if (existing?.status === "released") {
+    // Re-reserving a released order would take stock for an order already given up.
+    throw new FailedPreconditionError(`the reservation of order ${orderId} was released`);
+  }
+  const lines = await deps.db
+    .select()
+    .from(reservationLines)
+    .where(eq(reservationLines.orderId, orderId))
+    .orderBy(asc(reservationLines.position));
+  return { orderId, lines: lines.map(lineToProto), alreadyReserved: true };
+}
 
-    const lines: LineRow[] = [];
-    for (const [position, item] of items.entries()) {
-      const p = byId.get(item.productId);
-      if (p === undefined) throw new Error("unreachable: checked above");
-      // The price comes from the locked product row, never from the caller.
-      lines.push({
-        orderId,
-        productId: p.id,
-        position,
-        sku: p.sku,
-        name: p.name,
-        quantity: item.quantity,
-        unitPriceAmount: p.priceAmount,
-        currencyCode: p.currencyCode,
-      });
-    }
-    for (const line of [...lines].sort((a, b) => (a.productId < b.productId ? -1 : 1))) {
-      const [updated] = await tx
-        .update(products)
-        .set({ stock: sql`${products.stock} - ${line.quantity}`, updatedAt: sql`now()` })
-        .where(eq(products.id, line.productId))
-        .returning({ id: products.id, sku: products.sku, stock: products.stock });
-      if (updated === undefined) throw new Error(`locked product ${line.productId} vanished`);
-      await noteStockChange(tx, updated, updated.stock + line.quantity, deps.lowStockThreshold);
-    }
-    await tx.insert(reservationLines).values(lines);
-    return { orderId, lines: lines.map(lineToProto), alreadyReserved: false };
-  });
+/** The order was reserved already (by an earlier or a concurrent call): roll back, read it. */
+class AlreadyReserved extends Error {}
+
+/** A product row as `take` leaves it. */
+interface TakenRow {
+  id: string;
+  sku: string;
+  name: string;
+  stock: number;
+  price_amount: string;
+  currency_code: string;
+}
+
+/**
+ * One statement per line: the product's stock goes down by the quantity if it is
+ * active and has enough (the row stays locked until the transaction ends), and the
+ * line is recorded with the product's price — from the row, never from the caller.
+ * No row back means nothing was taken.
+ */
+function take(
+  tx: Tx,
+  orderId: string,
+  position: number,
+  item: { productId: string; quantity: number },
+) {
+  return tx.execute<TakenRow & Record<string, unknown>>(sql`
+    with taken as (
+      update products set stock = stock - ${item.quantity}, updated_at = now()
+      where id = ${item.productId} and active and stock >= ${item.quantity}
+      returning id, sku, name, stock, price_amount, currency_code
+    ), line as (
+      insert into reservation_lines
+        (order_id, product_id, position, sku, name, quantity, unit_price_amount, currency_code)
+      select ${orderId}, id, ${position}, sku, name, ${item.quantity}, price_amount, currency_code
+      from taken
+    )
+    select id, sku, name, stock, price_amount::text, currency_code from taken`);
+}
+
+function lineOf(orderId: string, position: number, quantity: number, p: TakenRow): LineRow {
+  return {
+    orderId,
+    productId: p.id,
+    position,
+    sku: p.sku,
+    name: p.name,
+    quantity,
+    unitPriceAmount: BigInt(p.price_amount),
+    currencyCode: p.currency_code,
+  };
+}
+
+/** Throws the error of the first line in request order that could not be taken. */
+async function explainShortfall(
+  tx: Tx,
+  items: { productId: string; quantity: number }[],
+  taken: Map<number, TakenRow>,
+): Promise<never> {
+  const rows = await tx
+    .select({ id: products.id, sku: products.sku, active: products.active, stock: products.stock })
+    .from(products)
+    .where(
+      inArray(
+        products.id,
+        items.map((i) => i.productId),
+      ),
+    );
+  const byId = new Map(rows.map((r) => [r.id, r]));
+  for (const [position, item] of items.entries()) {
+    if (taken.has(position)) continue;
+    const p = byId.get(item.productId);
+    if (p === undefined) throw new NotFoundError(`product ${item.productId} not found`);
+    if (!p.active) throw new FailedPreconditionError(`product ${p.sku} (${p.id}) is not active`);
+    throw new FailedPreconditionError(
+      `insufficient stock for ${p.sku} (${p.id}): requested ${item.quantity}, available ${p.stock}`,
+    );
+  }
+  throw new Error("unreachable: a line was not taken");
 }
 
 async function releaseStock(db: CatalogDb, req: ReleaseStockRequest) {

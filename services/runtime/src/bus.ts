@@ -30,6 +30,7 @@ import { sql } from "drizzle-orm";
 import { pgTable, primaryKey, text, timestamp, uuid } from "drizzle-orm/pg-core";
 import type postgres from "postgres";
 import { type CallContext, runWithCall } from "./context.js";
+import { onCommitted } from "./db.js";
 import type { Logger } from "./logger.js";
 import {
   createConsumerMetrics,
@@ -37,7 +38,7 @@ import {
   observeOutboxPublished,
   watchOutboxBacklog,
 } from "./metrics.js";
-import type { Tx } from "./outbox.js";
+import { OUTBOX_COMMITTED, type Tx } from "./outbox.js";
 import { endSpan, extractTrace, injectTrace, type Span, SpanKind, startSpan } from "./tracing.js";
 
 /** The one stream of domain events. */
@@ -156,15 +157,18 @@ export interface OutboxRelay {
 }
 
 /** Advisory lock key of the outbox relay (per database: one per service). */
-const RELAY_LOCK = 0x5d0b_0b0c;
+export const RELAY_LOCK = 0x5d0b_0b0c;
 
 /**
- * Publishes unsent outbox rows in `seq` order. Woken by NOTIFY (sent by
- * enqueueEvent at commit) and by a short poll as a safety net. A batch is claimed
- * under a transaction-scoped advisory lock (one replica's relay publishes at a time,
- * keeping the order; another takes over the moment that transaction ends) and with
- * FOR UPDATE SKIP LOCKED, so replicas never publish the same row at once; a crash
- * between publish and mark re-publishes with the same Nats-Msg-Id, which JetStream drops.
+ * Publishes unsent outbox rows in `seq` order. Woken after the commit of each of this
+ * process's transactions that wrote outbox rows (enqueueEvent signals it on the tuned
+ * pool), and by a short poll, which picks up rows another process wrote and is the
+ * safety net. A batch is claimed under a transaction-scoped advisory lock (one replica's
+ * relay publishes at a time, keeping the order; another takes over the moment that
+ * transaction ends) and with FOR UPDATE SKIP LOCKED, so replicas never publish the same
+ * row at once; a relay that finds the lock taken tries again a few milliseconds later.
+ * A crash between publish and mark re-publishes with the same Nats-Msg-Id, which
+ * JetStream drops.
  */
 export function startOutboxRelay(options: {
   sql: postgres.Sql;
@@ -181,28 +185,32 @@ export function startOutboxRelay(options: {
   let again = false;
   let failures = 0;
 
-  const publishBatch = async (): Promise<number> =>
+  /** Rows published, or "busy" when another replica's relay holds the lock. */
+  const publishBatch = async (): Promise<number | "busy"> =>
     pg.begin(async (tx) => {
       // One relay of the service publishes at a time: two replicas claiming different
       // batches would publish an aggregate's later event before its earlier one. The
-      // lock ends with the transaction, also when the replica dies mid-batch. It is
-      // taken by the claiming statement itself (an uncorrelated subquery, evaluated
-      // once): without it, no rows. One round trip fewer per pass than a separate select.
-      const rows = await tx<
-        {
-          seq: string;
-          id: string;
-          subject: string;
-          payload: Buffer;
-          headers: Record<string, string>;
-          created_ms: number;
-        }[]
-      >`
-        select seq, id, subject, payload, headers,
-          extract(epoch from created_at)::float8 * 1000 as created_ms from outbox
-        where (select pg_try_advisory_xact_lock(${RELAY_LOCK})) and published_at is null
-        order by seq limit ${batchSize} for update skip locked`;
-      if (rows.length === 0) return 0;
+      // lock ends with the transaction, also when the replica dies mid-batch. Both
+      // statements go out in one write; the claim repeats the (re-entrant) lock as a
+      // one-time filter, so without the lock it claims nothing.
+      const [[lock], rows] = await Promise.all([
+        tx<{ locked: boolean }[]>`select pg_try_advisory_xact_lock(${RELAY_LOCK}) as locked`,
+        tx<
+          {
+            seq: string;
+            id: string;
+            subject: string;
+            payload: Buffer;
+            headers: Record<string, string>;
+            created_ms: number;
+          }[]
+        >`
+          select seq, id, subject, payload, headers,
+            extract(epoch from created_at)::float8 * 1000 as created_ms from outbox
+          where (select pg_try_advisory_xact_lock(${RELAY_LOCK})) and published_at is null
+          order by seq limit ${batchSize} for update skip locked`,
+      ]);
+      if (rows.length === 0) return lock?.locked ? 0 : "busy";
       // Issued in order on one connection, so JetStream stores them in order.
       await Promise.all(
         rows.map((r) => {
@@ -228,11 +236,17 @@ export function startOutboxRelay(options: {
       return rows.length;
     });
 
+  let retry: NodeJS.Timeout | undefined;
   const drain = async () => {
     do {
       again = false;
       try {
-        while (!stopped && (await publishBatch()) === batchSize) {}
+        let published: number | "busy";
+        do published = await publishBatch();
+        while (!stopped && published === batchSize);
+        // Rows this process committed may wait behind the other relay's batch: look again
+        // soon rather than at the next poll.
+        if (published === "busy" && !stopped) retry ??= setTimeout(retryKick, BUSY_RETRY_MS);
         if (failures > 0) logger.info({ failures }, "outbox relay publishing again");
         failures = 0;
       } catch (err) {
@@ -246,8 +260,8 @@ export function startOutboxRelay(options: {
     } while (again && !stopped);
   };
 
-  // A NOTIFY arrives per committed event; waiting a millisecond before a pass lets one
-  // pass (one transaction) publish the events of many commits instead of one each.
+  // A signal arrives per committed transaction; waiting a millisecond before a pass lets
+  // one pass (one transaction) publish the events of many commits instead of one each.
   let scheduled: NodeJS.Timeout | undefined;
   const kick = () => {
     if (stopped) return;
@@ -263,13 +277,12 @@ export function startOutboxRelay(options: {
       });
     }, 1);
   };
+  const retryKick = () => {
+    retry = undefined;
+    kick();
+  };
 
-  const listening = pg
-    .listen("outbox", () => kick())
-    .catch((err: unknown) => {
-      logger.warn({ err }, "outbox LISTEN failed; relying on polling");
-      return undefined;
-    });
+  const unlisten = onCommitted(pg, OUTBOX_COMMITTED, kick);
   const timer = setInterval(kick, pollMs);
   kick();
 
@@ -284,15 +297,19 @@ export function startOutboxRelay(options: {
     async stop() {
       stopped = true;
       clearTimeout(scheduled);
+      clearTimeout(retry);
       unwatch();
+      unlisten();
       clearInterval(timer);
       await running;
-      await (await listening)?.unlisten().catch(() => undefined);
     },
   };
   const unwatch = watchOutboxBacklog(() => relay.backlog());
   return relay;
 }
+
+/** How soon a relay that found another replica's relay publishing looks again. */
+const BUSY_RETRY_MS = 5;
 
 /** The inbox: which events a consumer has already applied. */
 export const inbox = pgTable(

@@ -3,6 +3,7 @@
  * files committed beside each service's schema, applied at start-up under a
  * Postgres advisory lock so that replicas starting together do not race.
  */
+import { AsyncLocalStorage } from "node:async_hooks";
 import { randomBytes } from "node:crypto";
 import { drizzle, type PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import { migrate } from "drizzle-orm/postgres-js/migrator";
@@ -79,8 +80,12 @@ export async function openDatabase<TSchema extends Record<string, unknown>>(
  *   caught the error of a statement, COMMIT finds the transaction aborted and the caller
  *   gets TransactionRolledBack (postgres.js's `begin` throws that statement's error).
  *   Savepoints (nested transactions) are not supported: nothing here uses them.
+ * - **Signals after COMMIT.** A statement run inside `fn` can ask for a topic to be
+ *   signalled once the transaction has committed (`signalAfterCommit`); the listeners the
+ *   pool has for it (`onCommitted`) then run. The outbox relay is woken this way.
  */
 export function tunedPool(sql: postgres.Sql): postgres.Sql {
+  let self: postgres.Sql | undefined;
   const begin = async (...args: unknown[]) => {
     const fn = args[args.length - 1] as (tx: postgres.ReservedSql) => Promise<unknown>;
     if (args.length !== 1 || typeof fn !== "function")
@@ -89,9 +94,10 @@ export function tunedPool(sql: postgres.Sql): postgres.Sql {
     let reusable = false;
     try {
       const opened = conn.unsafe("begin").execute();
+      const signals = new Set<string>();
       let result: unknown;
       try {
-        result = await fn(preparing(conn));
+        result = await committing.run(signals, () => fn(preparing(conn)));
         await opened;
         // A statement that failed inside `fn` (and was caught there) left the
         // transaction aborted: PostgreSQL answers COMMIT with ROLLBACK, and so do we.
@@ -113,12 +119,64 @@ export function tunedPool(sql: postgres.Sql): postgres.Sql {
         throw err;
       }
       reusable = true;
+      if (signals.size > 0 && self !== undefined) notifyCommitted(self, signals);
       return result;
     } finally {
       if (reusable) conn.release();
     }
   };
-  return preparing(sql, begin);
+  self = preparing(sql, begin);
+  return self;
+}
+
+/** The topics signalled by the transaction running on this async path (tunedPool's begin). */
+const committing = new AsyncLocalStorage<Set<string>>();
+const committedListeners = new WeakMap<postgres.Sql, Map<string, Set<() => void>>>();
+
+/**
+ * Asks for `topic` to be signalled to the pool's `onCommitted` listeners once the
+ * transaction this runs in has committed; never for one that rolls back. Returns false,
+ * doing nothing, when not called inside a transaction of a tuned pool.
+ */
+export function signalAfterCommit(topic: string): boolean {
+  const signals = committing.getStore();
+  signals?.add(topic);
+  return signals !== undefined;
+}
+
+/**
+ * Runs `listener` after each commit, on the tuned pool `pool`, of a transaction that
+ * signalled `topic`. Only this process hears it. Returns a function that stops listening.
+ */
+export function onCommitted(pool: postgres.Sql, topic: string, listener: () => void): () => void {
+  let topics = committedListeners.get(pool);
+  if (topics === undefined) {
+    topics = new Map();
+    committedListeners.set(pool, topics);
+  }
+  let set = topics.get(topic);
+  if (set === undefined) {
+    set = new Set();
+    topics.set(topic, set);
+  }
+  set.add(listener);
+  return () => {
+    topics.get(topic)?.delete(listener);
+  };
+}
+
+function notifyCommitted(pool: postgres.Sql, signals: Set<string>) {
+  const topics = committedListeners.get(pool);
+  if (topics === undefined) return;
+  for (const topic of signals) {
+    for (const listener of topics.get(topic) ?? []) {
+      try {
+        listener();
+      } catch {
+        // The transaction has committed: a listener's failure must not say otherwise.
+      }
+    }
+  }
 }
 
 /** COMMIT found the transaction aborted by a statement whose error `fn` caught. */

@@ -21,6 +21,7 @@ import {
   uuid,
 } from "drizzle-orm/pg-core";
 import { currentCall } from "./context.js";
+import { signalAfterCommit } from "./db.js";
 import { traceHeaders } from "./tracing.js";
 
 const bytea = customType<{ data: Uint8Array; driverData: Buffer }>({
@@ -74,16 +75,17 @@ export async function enqueueEvent<Desc extends DescMessage>(
   const call = currentCall();
   const traced = traceHeaders(call?.trace);
   if (call !== undefined) traced["x-request-id"] = call.requestId;
-  // One round trip: the row, and a NOTIFY delivered at commit that wakes the relay at
-  // once instead of at its next poll.
   const payload = Buffer.from(toBinary(schema, message));
   const meta = JSON.stringify({ ...traced, ...headers });
   await tx.execute(sql`
-    with row as (
-      insert into outbox (id, subject, type, payload, headers)
-      values (${id}::uuid, ${subject}, ${schema.typeName}, ${payload}, ${meta}::jsonb)
-      returning 1
-    )
-    select pg_notify('outbox', '') from row`);
+    insert into outbox (id, subject, type, payload, headers)
+    values (${id}::uuid, ${subject}, ${schema.typeName}, ${payload}, ${meta}::jsonb)`);
+  // Wakes this process's relay once the transaction commits. Not a NOTIFY: PostgreSQL
+  // serialises the commits of every notifying transaction of the whole server, WAL
+  // flush included, and at saga load that queue was the bottleneck (ADR 0004).
+  signalAfterCommit(OUTBOX_COMMITTED);
   return id;
 }
+
+/** The tuned pool's after-commit topic of a transaction that wrote outbox rows. */
+export const OUTBOX_COMMITTED = "outbox";

@@ -103,6 +103,25 @@ describe("outbox relay and consumer", () => {
     await bus.jsm.consumers.delete("SHOP", consumerName);
   });
 
+  it("publishes a committed event at once, without waiting for the relay's poll", async () => {
+    const subject = `${topic}.prompt`;
+    const relay = startOutboxRelay({ sql: database.sql, bus, logger, pollMs: 60_000 });
+    await expect.poll(() => relay.backlog(), { timeout: 5_000 }).toBe(0);
+    const seen: number[] = [];
+    const sub = bus.nc.subscribe(subject, { callback: () => seen.push(performance.now()) });
+    await bus.nc.flush();
+    const committed: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      await enqueue(1, subject);
+      committed.push(performance.now());
+      await expect.poll(() => seen.length, { timeout: 2_000, interval: 5 }).toBe(i + 1);
+    }
+    // Each well under the poll's minute (and under the 20 ms target, on a quiet machine).
+    for (const [i, at] of committed.entries()) expect((seen[i] ?? 0) - at).toBeLessThan(1_000);
+    sub.unsubscribe();
+    await relay.stop();
+  });
+
   it("dead-letters a message the handler calls permanent at once, and carries trace headers", async () => {
     const durable = `q-${randomBytes(3).toString("hex")}`;
     const seen: { deliveries: number; traceparent: string | undefined; outboxHeaders?: unknown }[] =

@@ -11,7 +11,9 @@ import { afterAll, describe, expect, it } from "vitest";
 import {
   dropServiceDatabase,
   ensureServiceDatabase,
+  onCommitted,
   openDatabase,
+  signalAfterCommit,
   TransactionRolledBack,
 } from "../src/db.js";
 
@@ -143,6 +145,50 @@ describe("database", () => {
       } finally {
         await close();
         await relay.close();
+      }
+    });
+
+    it("signals a topic to the pool's listeners after COMMIT, never for a rollback or outside a transaction", async () => {
+      const url = await ensureServiceDatabase(adminUrl, name, "s3cret-pw");
+      const one = await openDatabase({ url, schema: {}, max: 2 });
+      const other = await openDatabase({ url, schema: {}, max: 2 });
+      const heard: string[] = [];
+      let committedWhenHeard: unknown;
+      const stop = onCommitted(one.sql, "widgets", () => {
+        heard.push("widgets");
+        // The listener runs once COMMIT has answered: another connection sees the row.
+        committedWhenHeard = other.sql`select count(*)::int as n from widgets where name = 'signalled'`;
+      });
+      onCommitted(one.sql, "elsewhere", () => heard.push("elsewhere"));
+      try {
+        await one.sql`delete from widgets`;
+        expect(signalAfterCommit("widgets")).toBe(false); // not in a transaction
+        await one.db.transaction(async (tx) => {
+          await tx.execute(dsql`insert into widgets (name) values ('signalled')`);
+          expect(signalAfterCommit("widgets")).toBe(true);
+          signalAfterCommit("widgets"); // twice in one transaction: heard once
+          expect(heard).toEqual([]); // not before COMMIT
+        });
+        expect(heard).toEqual(["widgets"]);
+        expect(await committedWhenHeard).toEqual([{ n: 1 }]);
+        await expect(
+          one.db.transaction(async () => {
+            signalAfterCommit("widgets");
+            throw new Error("rolled back");
+          }),
+        ).rejects.toThrow("rolled back");
+        // Another pool's transaction signals its own listeners only.
+        await other.db.transaction(async () => {
+          signalAfterCommit("widgets");
+        });
+        stop();
+        await one.db.transaction(async () => {
+          signalAfterCommit("widgets");
+        });
+        expect(heard).toEqual(["widgets"]);
+      } finally {
+        await one.close();
+        await other.close();
       }
     });
   });

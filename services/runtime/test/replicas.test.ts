@@ -24,6 +24,7 @@ import {
   enqueueEvent,
   openDatabase,
   processOnce,
+  RELAY_LOCK,
   startConsumer,
   startOutboxRelay,
 } from "../src/index.js";
@@ -165,6 +166,34 @@ describe("two replicas on one database", () => {
     await two.sql`select pg_terminate_backend(${pid})`; // the holder dies (SIGKILL)
     held.release();
     await expect.poll(() => relay.backlog(), { timeout: 10_000 }).toBe(0);
+    await relay.stop();
+  });
+
+  it("a relay whose commit finds the other replica's relay publishing looks again at once, not at its poll", async () => {
+    const [one, two] = replicas as [
+      Database<Record<string, never>>,
+      Database<Record<string, never>>,
+    ];
+    const subject = `shop.r${randomBytes(4).toString("hex")}.user_registered`;
+    // Replica two's relay polls once a minute: only its commit signal and its retries
+    // can publish within this test.
+    const relay = startOutboxRelay({ sql: two.sql, bus: buses[1] as Bus, logger, pollMs: 60_000 });
+    await expect.poll(() => relay.backlog(), { timeout: 5_000 }).toBe(0);
+    // Replica one's relay is mid-batch: it holds the relay lock.
+    const held = await one.sql.reserve();
+    try {
+      await held`begin`;
+      await held`select pg_advisory_xact_lock(${RELAY_LOCK})`;
+      await two.db.transaction(async (tx) => {
+        await enqueueEvent(tx, subject, UserRegisteredSchema, { userId: "x", email: "1@x.co" });
+      });
+      await new Promise((r) => setTimeout(r, 300));
+      expect(await relay.backlog()).toBe(1); // it respected the lock
+      await held`commit`; // replica one's batch ends
+    } finally {
+      held.release();
+    }
+    await expect.poll(() => relay.backlog(), { timeout: 2_000, interval: 20 }).toBe(0);
     await relay.stop();
   });
 
