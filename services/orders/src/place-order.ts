@@ -18,6 +18,7 @@ import type { ReservedLine } from "@shopmesh/gen/shop/catalog/v1/inventory_pb.js
 import { OrderPlacedSchema } from "@shopmesh/gen/shop/orders/v1/events_pb.js";
 import type { PlaceOrderRequest } from "@shopmesh/gen/shop/orders/v1/orders_pb.js";
 import type { Claims } from "@shopmesh/runtime/auth.js";
+import { pipelined } from "@shopmesh/runtime/db.js";
 import { AbortedError, Code, FailedPreconditionError, RpcError } from "@shopmesh/runtime/errors.js";
 import type { Logger } from "@shopmesh/runtime/logger.js";
 import { enqueueEvent } from "@shopmesh/runtime/outbox.js";
@@ -99,44 +100,48 @@ export async function placeOrder(
   try {
     const priced = priceLines(lines);
     return await db.transaction(async (tx) => {
-      const [order] = await tx
-        .insert(orders)
-        .values({
-          id: orderId,
-          userId,
-          status: "PENDING_PAYMENT",
-          totalAmount: priced.total,
-          currencyCode: priced.currencyCode,
-          idempotencyKey: key,
-        })
-        .returning();
-      if (order === undefined) throw new Error("insert returned no order");
       const items = priced.items.map((i) => ({ ...i, orderId }));
-      // The view is built from what the inserts return: nothing is read back.
-      const itemRows = await tx.insert(orderItems).values(items).returning();
-      const history = await tx
-        .insert(orderHistory)
-        .values({ orderId, status: "PENDING_PAYMENT" })
-        .returning();
-      // Last: a concurrent retry with the same key meets the order's unique key first
-      // (and returns the winner below). No row means the sweeper judged this call dead
-      // and gave the stock back: nothing of it may be recorded.
-      const claimed = await tx
-        .delete(placements)
-        .where(eq(placements.orderId, orderId))
-        .returning({ orderId: placements.orderId });
+      // One write, in this order; the view is built from what the inserts return:
+      // nothing is read back.
+      const [[order], itemRows, history, claimed] = await pipelined(
+        () =>
+          tx
+            .insert(orders)
+            .values({
+              id: orderId,
+              userId,
+              status: "PENDING_PAYMENT",
+              totalAmount: priced.total,
+              currencyCode: priced.currencyCode,
+              idempotencyKey: key,
+            })
+            .returning(),
+        () => tx.insert(orderItems).values(items).returning(),
+        () => tx.insert(orderHistory).values({ orderId, status: "PENDING_PAYMENT" }).returning(),
+        // A concurrent retry with the same key meets the order's unique key first (and
+        // returns the winner below).
+        () =>
+          tx
+            .delete(placements)
+            .where(eq(placements.orderId, orderId))
+            .returning({ orderId: placements.orderId }),
+        () =>
+          enqueueEvent(tx, ORDER_PLACED, OrderPlacedSchema, {
+            orderId,
+            userId,
+            items: items.map((i) => itemToProto(i, priced.currencyCode)),
+            total: { currencyCode: priced.currencyCode, amount: priced.total },
+            paymentToken: req.paymentToken,
+          }),
+      );
+      if (order === undefined) throw new Error("insert returned no order");
+      // No placements row means the sweeper judged this call dead and gave the stock
+      // back: nothing of it may be recorded (throwing rolls it all back).
       if (claimed.length === 0) {
         throw new AbortedError(
           "placing the order took too long and its stock reservation was given back; place it again",
         );
       }
-      await enqueueEvent(tx, ORDER_PLACED, OrderPlacedSchema, {
-        orderId,
-        userId,
-        items: items.map((i) => itemToProto(i, priced.currencyCode)),
-        total: { currencyCode: priced.currencyCode, amount: priced.total },
-        paymentToken: req.paymentToken,
-      });
       itemRows.sort((a, b) => a.position - b.position);
       return { order, items: itemRows, history } satisfies OrderView;
     });

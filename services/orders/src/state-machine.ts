@@ -13,6 +13,7 @@ import {
   OrderCancelledSchema,
   OrderConfirmedSchema,
 } from "@shopmesh/gen/shop/orders/v1/events_pb.js";
+import { pipelined } from "@shopmesh/runtime/db.js";
 import { enqueueEvent, type Tx } from "@shopmesh/runtime/outbox.js";
 import { eq, sql } from "drizzle-orm";
 import { type OrderRow, type OrderStatusName, orderHistory, orders } from "./db/schema.js";
@@ -33,37 +34,45 @@ export function canMove(from: OrderStatusName, to: OrderStatusName): boolean {
   return NEXT[from].includes(to);
 }
 
-/** Writes the new status and its history entry. The caller holds the row lock. */
+/**
+ * Writes the new status, its history entry and the event that announces it, in one
+ * write (`pipelined`). The caller holds the row lock.
+ */
 async function moveTo(
   tx: Tx,
   order: OrderRow,
   to: OrderStatusName,
   reason: string,
-  set: Partial<Pick<OrderRow, "paymentId" | "cancelReason">> = {},
+  set: Partial<Pick<OrderRow, "paymentId" | "cancelReason">>,
+  announce: () => Promise<string>,
 ): Promise<OrderRow> {
   if (!canMove(order.status, to)) {
     throw new Error(`order ${order.id}: no transition ${order.status} -> ${to}`);
   }
-  const [row] = await tx
-    .update(orders)
-    .set({ ...set, status: to, updatedAt: sql`now()` })
-    .where(eq(orders.id, order.id))
-    .returning();
+  const [[row]] = await pipelined(
+    () =>
+      tx
+        .update(orders)
+        .set({ ...set, status: to, updatedAt: sql`now()` })
+        .where(eq(orders.id, order.id))
+        .returning(),
+    () => tx.insert(orderHistory).values({ orderId: order.id, status: to, reason }),
+    announce,
+  );
   if (row === undefined) throw new Error(`locked order ${order.id} vanished`);
-  await tx.insert(orderHistory).values({ orderId: order.id, status: to, reason });
   return row;
 }
 
 /** PENDING_PAYMENT → CONFIRMED with the captured payment, and OrderConfirmed. */
 export async function confirmOrder(tx: Tx, order: OrderRow, paymentId: string): Promise<OrderRow> {
-  const confirmed = await moveTo(tx, order, "CONFIRMED", "payment captured", { paymentId });
-  await enqueueEvent(tx, ORDER_CONFIRMED, OrderConfirmedSchema, {
-    orderId: order.id,
-    userId: order.userId,
-    total: { currencyCode: order.currencyCode, amount: order.totalAmount },
-    paymentId,
-  });
-  return confirmed;
+  return moveTo(tx, order, "CONFIRMED", "payment captured", { paymentId }, () =>
+    enqueueEvent(tx, ORDER_CONFIRMED, OrderConfirmedSchema, {
+      orderId: order.id,
+      userId: order.userId,
+      total: { currencyCode: order.currencyCode, amount: order.totalAmount },
+      paymentId,
+    }),
+  );
 }
 
 /**
@@ -85,20 +94,23 @@ export async function cancelOrder(
   reason: string,
 ): Promise<OrderRow> {
   await releaseStock(inventory, order.id);
-  const cancelled = await moveTo(tx, order, "CANCELLED", reason, { cancelReason: reason });
-  await enqueueEvent(tx, ORDER_CANCELLED, OrderCancelledSchema, {
-    orderId: order.id,
-    userId: order.userId,
-    reason,
-    wasConfirmed: order.status === "CONFIRMED",
-  });
-  return cancelled;
+  return moveTo(tx, order, "CANCELLED", reason, { cancelReason: reason }, () =>
+    enqueueEvent(tx, ORDER_CANCELLED, OrderCancelledSchema, {
+      orderId: order.id,
+      userId: order.userId,
+      reason,
+      wasConfirmed: order.status === "CONFIRMED",
+    }),
+  );
 }
 
 /** A refund went through: noted in the history; the status (CANCELLED) stays. */
 export async function noteRefund(tx: Tx, order: OrderRow): Promise<void> {
-  await tx
-    .insert(orderHistory)
-    .values({ orderId: order.id, status: order.status, reason: "payment refunded" });
-  await tx.update(orders).set({ updatedAt: sql`now()` }).where(eq(orders.id, order.id));
+  await pipelined(
+    () =>
+      tx
+        .insert(orderHistory)
+        .values({ orderId: order.id, status: order.status, reason: "payment refunded" }),
+    () => tx.update(orders).set({ updatedAt: sql`now()` }).where(eq(orders.id, order.id)),
+  );
 }

@@ -34,6 +34,7 @@ import {
   processOnce,
   startConsumer,
 } from "@shopmesh/runtime/bus.js";
+import { pipelined } from "@shopmesh/runtime/db.js";
 import type { Logger } from "@shopmesh/runtime/logger.js";
 import { enqueueEvent, type Tx } from "@shopmesh/runtime/outbox.js";
 import { and, eq, sql } from "drizzle-orm";
@@ -135,16 +136,26 @@ export function createOrderPlacedHandler(deps: PaymentEventDeps, consumer: strin
   const retry = deps.chargeRetry ?? DEFAULT_CHARGE_RETRY;
   const log = deps.logger.child({ consumer });
 
-  /** Charges `payment`; undefined when another worker settled it meanwhile. */
-  const charge = async (payment: PaymentRow, token: string): Promise<Outcome | undefined> => {
+  /**
+   * Charges `payment`; undefined when another worker settled it meanwhile. `counted`:
+   * the row was just inserted with its first attempt counted.
+   */
+  const charge = async (
+    payment: PaymentRow,
+    token: string,
+    counted: boolean,
+  ): Promise<Outcome | undefined> => {
     for (let attempt = 1; ; attempt++) {
       // Counted before the call, so attempts include calls a crash cut short. The
       // condition doubles as a cheap check that nobody settled the payment meanwhile.
-      const [claimed] = await db
-        .update(payments)
-        .set({ attempts: sql`${payments.attempts} + 1`, updatedAt: sql`now()` })
-        .where(and(eq(payments.id, payment.id), eq(payments.status, "PENDING")))
-        .returning({ attempts: payments.attempts });
+      const [claimed] =
+        attempt === 1 && counted
+          ? [{ attempts: payment.attempts }]
+          : await db
+              .update(payments)
+              .set({ attempts: sql`${payments.attempts} + 1`, updatedAt: sql`now()` })
+              .where(and(eq(payments.id, payment.id), eq(payments.status, "PENDING")))
+              .returning({ attempts: payments.attempts });
       if (claimed === undefined) return undefined;
       try {
         const result = await provider.charge({
@@ -201,6 +212,9 @@ export function createOrderPlacedHandler(deps: PaymentEventDeps, consumer: strin
         // An unusable total is stored as 0 with no currency, and fails below.
         amount: validTotal ? total.amount : 0n,
         currencyCode: validTotal ? total.currencyCode : "",
+        // A new payment that will be charged counts its first attempt here, in the
+        // statement that creates it, rather than in one more of its own.
+        attempts: validTotal && total.amount > 0n ? 1 : 0,
       })
       .onConflictDoNothing({ target: payments.orderId })
       .returning();
@@ -230,35 +244,46 @@ export function createOrderPlacedHandler(deps: PaymentEventDeps, consumer: strin
       // A free order: nothing to charge, and providers refuse zero-amount charges.
       outcome = { status: "CAPTURED", reference: null };
     } else {
-      outcome = await charge(payment, event.paymentToken);
+      outcome = await charge(payment, event.paymentToken, inserted !== undefined);
     }
     if (outcome === undefined) return;
 
     const settled = outcome;
-    await processOnce(db, consumer, inboxKey(msg.eventId), async (tx) => {
-      const row = await settle(tx, payment.id, settled);
-      if (row === undefined) return; // another worker won; it wrote the event
-      const ids = { paymentId: row.id, orderId: row.orderId, userId: row.userId };
-      if (settled.status === "CAPTURED") {
-        const amount = { currencyCode: row.currencyCode, amount: row.amount };
-        await enqueueEvent(tx, SUBJECTS.paymentSucceeded, PaymentSucceededSchema, {
-          ...ids,
-          amount,
-        });
-      } else {
-        await enqueueEvent(tx, SUBJECTS.paymentFailed, PaymentFailedSchema, {
-          ...ids,
-          reason: settled.reason,
-          retryable: settled.retryable,
-        });
-      }
-      log.info(
-        { orderId: row.orderId, paymentId: row.id, status: row.status, attempts: row.attempts },
-        "payment settled",
-      );
-    });
+    // The event is built from the row as read (ids and amount never change) and goes out
+    // in the same write as the conditional update; if the update finds the payment
+    // settled by another worker (which wrote the event), all of it is rolled back.
+    const ids = { paymentId: payment.id, orderId: payment.orderId, userId: payment.userId };
+    const announce = (tx: Tx) =>
+      settled.status === "CAPTURED"
+        ? enqueueEvent(tx, SUBJECTS.paymentSucceeded, PaymentSucceededSchema, {
+            ...ids,
+            amount: { currencyCode: payment.currencyCode, amount: payment.amount },
+          })
+        : enqueueEvent(tx, SUBJECTS.paymentFailed, PaymentFailedSchema, {
+            ...ids,
+            reason: settled.reason,
+            retryable: settled.retryable,
+          });
+    try {
+      await processOnce(db, consumer, inboxKey(msg.eventId), async (tx) => {
+        const [row] = await pipelined(
+          () => settle(tx, payment.id, settled),
+          () => announce(tx),
+        );
+        if (row === undefined) throw new SettledElsewhere();
+        log.info(
+          { orderId: row.orderId, paymentId: row.id, status: row.status, attempts: row.attempts },
+          "payment settled",
+        );
+      });
+    } catch (err) {
+      if (!(err instanceof SettledElsewhere)) throw err;
+    }
   };
 }
+
+/** Another worker settled the payment (and wrote its event) first: nothing to record. */
+class SettledElsewhere extends Error {}
 
 /** PENDING → the outcome's status, only if still PENDING; the updated row or undefined. */
 async function settle(tx: Tx, paymentId: string, outcome: Outcome) {

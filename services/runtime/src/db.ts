@@ -129,6 +129,29 @@ export function tunedPool(sql: postgres.Sql): postgres.Sql {
   return self;
 }
 
+/**
+ * Runs statements of one transaction back to back without waiting for each answer:
+ * they go out in one socket write, in the order given, and PostgreSQL answers them in
+ * that order. Resolves with every result; rejects with the first failure (the ones
+ * after it fail too, as PostgreSQL aborts the transaction), which rolls the
+ * transaction back like any other error. Only for statements that do not need an
+ * earlier one's answer to be built; constraints and triggers see the earlier ones'
+ * effects, as with awaiting each.
+ */
+export function pipelined<T extends readonly unknown[]>(
+  ...statements: { [K in keyof T]: () => PromiseLike<T[K]> }
+): Promise<T> {
+  // Each is started (its `then` called) before the next is built: drizzle's queries
+  // start when first awaited, enqueueEvent when called.
+  const started = statements.map(
+    (statement) =>
+      new Promise((resolve, reject) => {
+        statement().then(resolve, reject);
+      }),
+  );
+  return Promise.all(started) as unknown as Promise<T>;
+}
+
 /** The topics signalled by the transaction running on this async path (tunedPool's begin). */
 const committing = new AsyncLocalStorage<Set<string>>();
 const committedListeners = new WeakMap<postgres.Sql, Map<string, Set<() => void>>>();

@@ -108,7 +108,11 @@ describe("outbox relay and consumer", () => {
     const relay = startOutboxRelay({ sql: database.sql, bus, logger, pollMs: 60_000 });
     await expect.poll(() => relay.backlog(), { timeout: 5_000 }).toBe(0);
     const seen: number[] = [];
-    const sub = bus.nc.subscribe(subject, { callback: () => seen.push(performance.now()) });
+    const sub = bus.nc.subscribe(subject, {
+      callback: () => {
+        seen.push(performance.now());
+      },
+    });
     await bus.nc.flush();
     const committed: number[] = [];
     for (let i = 0; i < 3; i++) {

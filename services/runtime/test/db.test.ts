@@ -13,6 +13,7 @@ import {
   ensureServiceDatabase,
   onCommitted,
   openDatabase,
+  pipelined,
   signalAfterCommit,
   TransactionRolledBack,
 } from "../src/db.js";
@@ -111,6 +112,16 @@ describe("database", () => {
               .catch(() => undefined);
           }),
         ).rejects.toBeInstanceOf(TransactionRolledBack);
+        // Pipelined: the first failure is the error, and nothing of the transaction stays.
+        await expect(
+          db.transaction((tx) =>
+            pipelined(
+              () => tx.execute(dsql`insert into widgets (id, name) values (8, 'before')`),
+              () => tx.execute(dsql`insert into widgets (id, name) values (1, 'duplicate')`),
+              () => tx.execute(dsql`insert into widgets (id, name) values (9, 'after')`),
+            ),
+          ),
+        ).rejects.toMatchObject({ cause: { code: "23505" } });
         // Concurrent transactions on a pool of one take turns.
         await Promise.all(
           [4, 5, 6].map((id) =>
@@ -142,6 +153,29 @@ describe("database", () => {
         relay.take();
         await insert("counted");
         expect(relay.take()).toBe(2);
+
+        // Three statements pipelined: still one write with BEGIN, then COMMIT.
+        let id = 100; // clear of the other tests' explicit ids
+        const three = (names: string[]) =>
+          db.transaction((tx) =>
+            pipelined(
+              ...names.map(
+                (n) => () =>
+                  tx.execute<{ name: string }>(
+                    dsql`insert into widgets (id, name) values (${id++}, ${n}) returning name`,
+                  ),
+              ),
+            ),
+          );
+        await three(["w1", "w2", "w3"]); // prepares on this connection
+        relay.take();
+        const results = await three(["p1", "p2", "p3"]);
+        expect(relay.take()).toBe(2);
+        expect(results.map((r) => [...r])).toEqual([
+          [{ name: "p1" }],
+          [{ name: "p2" }],
+          [{ name: "p3" }],
+        ]);
       } finally {
         await close();
         await relay.close();
