@@ -22,7 +22,9 @@
  * Options (flag or env): --seconds BENCH_SECONDS (10), --saga-seconds BENCH_SAGA_SECONDS
  * (30, or BENCH_SECONDS when that is set), --warmup BENCH_WARMUP (2 s; saga 3 s),
  * --concurrency BENCH_CONCURRENCY (64), --saga-concurrency BENCH_SAGA_CONCURRENCY (64),
- * --saga-users BENCH_SAGA_USERS (16), --grpc-channels BENCH_GRPC_CHANNELS (4),
+ * --saga-users BENCH_SAGA_USERS (16), --saga-products BENCH_SAGA_PRODUCTS (1: every order
+ * buys the same product, a best-seller whose stock row every order locks; N: orders go
+ * round robin over N products), --grpc-channels BENCH_GRPC_CHANNELS (4),
  * --outbox-events BENCH_OUTBOX_EVENTS (10000), --profile BENCH_PROFILE (1: every service
  * runs under --cpu-prof and the profiles are summarised per scenario), --node-options
  * BENCH_NODE_OPTIONS (extra NODE_OPTIONS for the services, e.g. --max-semi-space-size=16),
@@ -92,6 +94,7 @@ const o = {
   concurrency: opt.num("concurrency", 64, 1),
   sagaConcurrency: opt.num("saga-concurrency", 64, 1),
   sagaUsers: opt.num("saga-users", 16, 1),
+  sagaProducts: opt.num("saga-products", 1, 1),
   grpcChannels: opt.num("grpc-channels", 4, 1),
   outboxEvents: opt.num("outbox-events", 10_000, 1),
   outboxSingles: opt.num("outbox-singles", 200, 1),
@@ -322,6 +325,8 @@ function gitState(): { commit: string; dirty: string[] } {
 
 interface Fixture {
   productId: string;
+  /** The saga's products: `productId` first, then the others of --saga-products. */
+  sagaProductIds: string[];
   sku: string;
   stock: number;
   users: Awaited<ReturnType<typeof createUsers>>;
@@ -340,6 +345,16 @@ async function setUp(stack: Stack, http: HttpClient): Promise<Fixture> {
   const users = wanted.has("saga")
     ? await createUsers(http, o.sagaUsers, `bench-${Date.now().toString(36)}`)
     : [];
+  const sagaProductIds = [product.id];
+  for (let i = 1; wanted.has("saga") && i < o.sagaProducts; i++) {
+    const other = await ensureProduct(http, admin.accessToken, {
+      sku: `BENCH-STICKER-PACK-${i}`,
+      name: `Sticker Pack ${i} (benchmark)`,
+      priceCents: 499,
+      stock: 100_000,
+    });
+    sagaProductIds.push(other.id);
+  }
   // The real answers, so that the ceilings send bodies of the same size.
   const rest = await http.request("GET", `/v1/products/${product.id}`);
   const grpc = createGrpcClient(CatalogService, `127.0.0.1:${stack.ports.catalog}`);
@@ -347,6 +362,7 @@ async function setUp(stack: Stack, http: HttpClient): Promise<Fixture> {
   grpc.close();
   return {
     productId: product.id,
+    sagaProductIds,
     sku: product.sku,
     stock: product.stock,
     users,
@@ -481,7 +497,7 @@ async function runScenario(
             http,
             ...sagaTarget(stack),
             users: f.users,
-            productId: f.productId,
+            productIds: f.sagaProductIds,
             concurrency: o.sagaConcurrency,
             warmupMs: o.sagaWarmup * 1000,
             durationMs: o.sagaSeconds * 1000,

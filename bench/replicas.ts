@@ -65,7 +65,7 @@ async function run(config: (typeof CONFIGS)[number]) {
       http,
       ...sagaTarget(stack),
       users,
-      productId: product.id,
+      productIds: [product.id],
       concurrency,
       warmupMs: warmup * 1000,
       durationMs: seconds * 1000,

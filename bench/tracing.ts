@@ -101,7 +101,7 @@ async function runOnce(mode: "off" | "on", round: number, sinkUrl: string, sink:
       http,
       ...sagaTarget(stack),
       users,
-      productId: product.id,
+      productIds: [product.id],
       concurrency: o.sagaConcurrency,
       warmupMs: o.warmup * 1000,
       durationMs: o.sagaSeconds * 1000,

@@ -32,7 +32,8 @@ export interface SagaOptions {
   dbPrefix: string;
   natsUrl: string;
   users: BenchUser[];
-  productId: string;
+  /** Orders go round robin over these (one product: every order locks its stock row). */
+  productIds: string[];
   concurrency: number;
   warmupMs: number;
   durationMs: number;
@@ -195,12 +196,14 @@ export async function runSaga(o: SagaOptions): Promise<SagaResult> {
     warmupMs: o.warmupMs,
     durationMs: o.durationMs,
     op: async () => {
-      const user = o.users[seq++ % o.users.length] as BenchUser;
+      const n = seq++;
+      const user = o.users[n % o.users.length] as BenchUser;
+      const productId = o.productIds[n % o.productIds.length] as string;
       const t0 = performance.now();
       const res = await o.http.request("POST", "/v1/orders", {
         headers: { "content-type": "application/json", authorization: `Bearer ${user.token}` },
         body: JSON.stringify({
-          items: [{ productId: o.productId, quantity: 1 }],
+          items: [{ productId, quantity: 1 }],
           paymentToken: "tok_visa",
         }),
       });
