@@ -21,6 +21,7 @@ import {
   type ReleaseStockRequest,
   type ReserveStockRequest,
 } from "@shopmesh/gen/shop/catalog/v1/inventory_pb.js";
+import { transactionEndingWith } from "@shopmesh/runtime/db.js";
 import {
   FailedPreconditionError,
   InvalidArgumentError,
@@ -74,18 +75,78 @@ async function reserveStock(deps: InventoryDeps, req: ReserveStockRequest) {
     ]);
   }
 
+  // Products are taken in id order: no deadlocks between orders of several products.
+  const ordered = [...items.entries()].sort(([, a], [, b]) => (a.productId < b.productId ? -1 : 1));
+  const lines =
+    (await reserveAtOnce(deps, orderId, ordered)) ??
+    (await reserveCarefully(deps, orderId, items, ordered));
+  if (lines === "already reserved") return readReservation(deps.db, orderId);
+  return { orderId, lines: lines.map(lineToProto), alreadyReserved: false };
+}
+
+type Item = { productId: string; quantity: number };
+
+/**
+ * The common case, as one transaction sent in one write with its COMMIT
+ * (`transactionEndingWith`): the reservation row, every line taken, and a guard that
+ * fails unless every line was. A best-seller's row is then locked only while PostgreSQL
+ * runs the statements and commits, never across a round trip to this process.
+ * Undefined when anything else is the case — the order is reserved already, a product is
+ * missing, inactive or short, or a line would leave its product at or below the low-stock
+ * threshold (whose StockLow event must be written in the same transaction): the careful
+ * path then decides, and says what is wrong.
+ */
+async function reserveAtOnce(
+  deps: InventoryDeps,
+  orderId: string,
+  ordered: [number, Item][],
+): Promise<LineRow[] | undefined> {
+  const floor = deps.lowStockThreshold ?? -1;
+  try {
+    const [, ...results] = await transactionEndingWith(deps.db, (tx) => [
+      // No ON CONFLICT: an order reserved already fails on the key, and so does all of it.
+      () => tx.insert(reservations).values({ orderId }),
+      ...ordered.map(
+        ([position, item]) =>
+          () =>
+            take(tx, orderId, position, item, floor),
+      ),
+      // PostgreSQL has no assertion statement: a division by zero is the failure.
+      () =>
+        tx.execute(sql`
+          select 1 / (count(*) = ${ordered.length})::int as all_taken
+          from reservation_lines where order_id = ${orderId}`),
+    ]);
+    const taken = results.slice(0, ordered.length) as TakenRow[][];
+    const lines: LineRow[] = [];
+    for (const [i, [position, item]] of ordered.entries()) {
+      const row = taken[i]?.[0];
+      if (row === undefined) return undefined; // cannot be: the guard would have failed
+      lines.push(lineOf(orderId, position, item.quantity, row));
+    }
+    return lines.sort((a, b) => a.position - b.position);
+  } catch {
+    // Rolled back, whatever it was (even a lost connection after COMMIT went out: the
+    // careful path then finds the reservation, if it committed, and returns it).
+    return undefined;
+  }
+}
+
+/**
+ * Reserves with every check in this process: claims the order id (a concurrent call for
+ * the same order blocks on the key until the first ends, then finds it reserved), takes
+ * each line, says which line cannot be taken, and writes StockLow for a product that
+ * falls to its threshold. Everything goes out in one write (BEGIN included); the row
+ * locks are held for one round trip and the commit.
+ */
+async function reserveCarefully(
+  deps: InventoryDeps,
+  orderId: string,
+  items: Item[],
+  ordered: [number, Item][],
+): Promise<LineRow[] | "already reserved"> {
   try {
     return await deps.db.transaction(async (tx) => {
-      // Everything goes out in one write (BEGIN included), so a product's row stays
-      // locked for one round trip and the commit: every order of a best-seller queues
-      // on that lock. Products are taken in id order (no deadlocks between orders).
-      const ordered = [...items.entries()].sort(([, a], [, b]) =>
-        a.productId < b.productId ? -1 : 1,
-      );
-      // Claim the order id first. A concurrent call for the same order blocks here on
-      // the primary key until this transaction ends: if it commits, this insert does
-      // nothing and the call returns the stored reservation (below); if it rolls back,
-      // this call proceeds as the first. Either way stock is taken once.
       const claiming = tx
         .insert(reservations)
         .values({ orderId })
@@ -94,7 +155,7 @@ async function reserveStock(deps: InventoryDeps, req: ReserveStockRequest) {
       // Sent in this order: a statement starts when its promise is first awaited.
       const [claim, ...taken] = (await Promise.allSettled([
         claiming,
-        ...ordered.map(([position, item]) => take(tx, orderId, position, item)),
+        ...ordered.map(([position, item]) => take(tx, orderId, position, item, -1)),
       ])) as [PromiseSettledResult<{ orderId: string }[]>, ...PromiseSettledResult<TakenRow[]>[]];
       if (claim.status === "rejected") throw claim.reason;
       if (claim.value.length === 0) throw new AlreadyReserved();
@@ -116,21 +177,23 @@ async function reserveStock(deps: InventoryDeps, req: ReserveStockRequest) {
         await noteStockChange(tx, p, p.stock + item.quantity, deps.lowStockThreshold);
         lines.push(lineOf(orderId, position, item.quantity, p));
       }
-      return { orderId, lines: lines.map(lineToProto), alreadyReserved: false };
+      return lines;
     });
   } catch (err) {
-    if (!(err instanceof AlreadyReserved)) throw err;
+    if (err instanceof AlreadyReserved) return "already reserved";
+    throw err;
   }
+}
+
+/** The stored reservation of an order reserved before (by an earlier or a concurrent call). */
+async function readReservation(db: CatalogDb, orderId: string) {
   // READ COMMITTED: these statements see the other call's commit.
-  const [existing] = await deps.db
-    .select()
-    .from(reservations)
-    .where(eq(reservations.orderId, orderId));
+  const [existing] = await db.select().from(reservations).where(eq(reservations.orderId, orderId));
   if (existing?.status === "released") {
     // Re-reserving a released order would take stock for an order already given up.
     throw new FailedPreconditionError(`the reservation of order ${orderId} was released`);
   }
-  const lines = await deps.db
+  const lines = await db
     .select()
     .from(reservationLines)
     .where(eq(reservationLines.orderId, orderId))
@@ -153,20 +216,16 @@ interface TakenRow {
 
 /**
  * One statement per line: the product's stock goes down by the quantity if it is
- * active and has enough (the row stays locked until the transaction ends), and the
- * line is recorded with the product's price — from the row, never from the caller.
- * No row back means nothing was taken.
+ * active and keeps more than `floor` units (-1: any stock that covers the quantity; the
+ * row stays locked until the transaction ends), and the line is recorded with the
+ * product's price — from the row, never from the caller. No row back means nothing was
+ * taken.
  */
-function take(
-  tx: Tx,
-  orderId: string,
-  position: number,
-  item: { productId: string; quantity: number },
-) {
+function take(tx: Tx, orderId: string, position: number, item: Item, floor: number) {
   return tx.execute<TakenRow & Record<string, unknown>>(sql`
     with taken as (
       update products set stock = stock - ${item.quantity}, updated_at = now()
-      where id = ${item.productId} and active and stock >= ${item.quantity}
+      where id = ${item.productId} and active and stock - ${item.quantity} > ${floor}
       returning id, sku, name, stock, price_amount, currency_code
     ), line as (
       insert into reservation_lines

@@ -10,6 +10,7 @@ import { migrate } from "drizzle-orm/postgres-js/migrator";
 import postgres from "postgres";
 import type { Logger } from "./logger.js";
 import { watchDbPool } from "./metrics.js";
+import type { Tx } from "./outbox.js";
 
 export type Db<TSchema extends Record<string, unknown> = Record<string, never>> =
   PostgresJsDatabase<TSchema>;
@@ -98,13 +99,27 @@ export function tunedPool(sql: postgres.Sql): postgres.Sql {
       let result: unknown;
       try {
         result = await committing.run(signals, () => fn(preparing(conn)));
-        await opened;
-        // A statement that failed inside `fn` (and was caught there) left the
-        // transaction aborted: PostgreSQL answers COMMIT with ROLLBACK, and so do we.
-        const ended = await conn.unsafe("commit");
-        if (ended.command === "ROLLBACK") {
-          reusable = true;
-          throw new TransactionRolledBack();
+        if (result instanceof CommitWith) {
+          // COMMIT is written right behind the statements (`transactionEndingWith`).
+          const ending = conn.unsafe("commit").execute();
+          const [statements, ended] = await Promise.allSettled([result.results, ending]);
+          await opened;
+          if (statements.status === "rejected") throw statements.reason;
+          if (ended.status === "rejected") throw ended.reason;
+          result = statements.value;
+          if (ended.value.command === "ROLLBACK") {
+            reusable = true;
+            throw new TransactionRolledBack();
+          }
+        } else {
+          await opened;
+          // A statement that failed inside `fn` (and was caught there) left the
+          // transaction aborted: PostgreSQL answers COMMIT with ROLLBACK, and so do we.
+          const ended = await conn.unsafe("commit");
+          if (ended.command === "ROLLBACK") {
+            reusable = true;
+            throw new TransactionRolledBack();
+          }
         }
       } catch (err) {
         if (err instanceof TransactionRolledBack) throw err;
@@ -150,6 +165,34 @@ export function pipelined<T extends readonly unknown[]>(
       }),
   );
   return Promise.all(started) as unknown as Promise<T>;
+}
+
+/** A transaction callback's answer that tells tunedPool's begin to send COMMIT at once. */
+class CommitWith {
+  constructor(readonly results: Promise<unknown>) {}
+}
+
+/**
+ * A transaction made of `statements` alone, sent with BEGIN and COMMIT in one write:
+ * no round trip to this process while the transaction holds its locks (on a row every
+ * order updates, that round trip is what the next order waits for). PostgreSQL runs
+ * them in order; if one fails, the transaction is aborted, COMMIT answers ROLLBACK, and
+ * this rejects with that statement's error. So nothing may need checking before the
+ * commit: whatever must not commit has to fail in SQL (a constraint, or a guard
+ * statement). Resolves with every statement's result once committed. Needs a pool made
+ * by `tunedPool` (openDatabase's).
+ */
+export async function transactionEndingWith<T extends readonly unknown[]>(
+  db: { transaction<R>(fn: (tx: Tx) => Promise<R>): Promise<R> },
+  statements: (tx: Tx) => { [K in keyof T]: () => PromiseLike<T[K]> },
+): Promise<T> {
+  const result: unknown = await db.transaction(
+    async (tx) => new CommitWith(pipelined(...statements(tx))),
+  );
+  if (result instanceof CommitWith) {
+    throw new Error("transactionEndingWith needs a database opened by openDatabase (tunedPool)");
+  }
+  return result as T;
 }
 
 /** The topics signalled by the transaction running on this async path (tunedPool's begin). */

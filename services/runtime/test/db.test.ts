@@ -16,6 +16,7 @@ import {
   pipelined,
   signalAfterCommit,
   TransactionRolledBack,
+  transactionEndingWith,
 } from "../src/db.js";
 
 const adminUrl = process.env["PG_URL"] as string;
@@ -122,6 +123,15 @@ describe("database", () => {
             ),
           ),
         ).rejects.toMatchObject({ cause: { code: "23505" } });
+        // Ending with COMMIT: a failed statement rolls it all back (COMMIT answers
+        // ROLLBACK), the caller gets that statement's error, and the connection is fine.
+        await expect(
+          transactionEndingWith(db, (tx) => [
+            () => tx.execute(dsql`insert into widgets (id, name) values (10, 'before')`),
+            () => tx.execute(dsql`insert into widgets (id, name) values (1, 'duplicate')`),
+            () => tx.execute(dsql`insert into widgets (id, name) values (11, 'after')`),
+          ]),
+        ).rejects.toMatchObject({ cause: { code: "23505" } });
         // Concurrent transactions on a pool of one take turns.
         await Promise.all(
           [4, 5, 6].map((id) =>
@@ -175,6 +185,25 @@ describe("database", () => {
           [{ name: "p1" }],
           [{ name: "p2" }],
           [{ name: "p3" }],
+        ]);
+
+        // Ending with COMMIT: the whole transaction is one write.
+        const atOnce = (names: string[]) =>
+          transactionEndingWith(db, (tx) =>
+            names.map(
+              (n) => () =>
+                tx.execute<{ name: string }>(
+                  dsql`insert into widgets (id, name) values (${id++}, ${n}) returning name`,
+                ),
+            ),
+          );
+        await atOnce(["c1", "c2"]);
+        relay.take();
+        const ended = await atOnce(["c3", "c4"]);
+        expect(relay.take()).toBe(1);
+        expect(ended.map((r) => [...(r as Iterable<unknown>)])).toEqual([
+          [{ name: "c3" }],
+          [{ name: "c4" }],
         ]);
       } finally {
         await close();
