@@ -13,7 +13,7 @@
  * (events.ts) and, as a backstop, by the sweeper.
  *
  * Local delivery (no SMTP_URL) cannot fail, so it skips all of that:
- * `settleInTransaction` records it SENT in the transaction that creates it.
+ * `settlement` records it SENT in the transaction that creates it.
  */
 import type { Logger } from "@shopmesh/runtime/logger.js";
 import type { Tx } from "@shopmesh/runtime/outbox.js";
@@ -52,17 +52,25 @@ export interface Dispatcher {
    */
   sweep(): Promise<number>;
   /**
-   * For an infallible channel (local delivery): marks the PENDING, addressed
-   * notifications among `ids` SENT, each with its one attempt row, inside `tx` — the
-   * transaction that created them — and returns what hands them to the channel once
-   * `tx` has committed. For any other channel it does nothing and returns undefined:
-   * `deliver` each one after the commit.
+   * For an infallible channel (local delivery): the statement that marks the PENDING,
+   * addressed notifications among `ids` SENT, each with its one attempt row, for `tx` —
+   * the transaction that creates them, which sends it — and what hands them to the
+   * channel once `tx` has committed. For any other channel undefined: `deliver` each one
+   * after the commit.
    */
-  settleInTransaction(tx: Tx, ids: string[]): Promise<(() => Promise<void>) | undefined>;
+  settlement(tx: Tx, ids: string[]): Settlement | undefined;
   /** Runs `sweep` every `intervalMs` until stop(). */
   startSweeper(intervalMs?: number): void;
   /** Stops between tries: nothing new starts, waits are cut short, the sweeper ends. */
   stop(): void;
+}
+
+/** Local delivery recorded in the creating transaction (Dispatcher.settlement). */
+export interface Settlement {
+  /** The statement that records the notifications SENT; `tx` sends it. */
+  statement: () => Promise<void>;
+  /** Hands what it recorded SENT to the channel; once `tx` has committed. */
+  hand: () => Promise<void>;
 }
 
 /** Delivery was cut short by shutdown; the notification is still PENDING. */
@@ -178,31 +186,34 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     return stale.length;
   };
 
-  const settleInTransaction = async (tx: Tx, ids: string[]) => {
+  const settlement = (tx: Tx, ids: string[]): Settlement | undefined => {
     if (delivery.infallible !== true) return undefined;
-    if (ids.length === 0) return async () => {};
-    // One statement: the status change and the attempt row together.
-    const sent = (await tx.execute(sql`
-      with sent as (
-        update ${notifications} set status = 'SENT', sent_at = now()
-        where ${and(inArray(notifications.id, ids), deliverable)}
-        returning id, kind, recipient, subject, body
-      ), attempt as (
-        insert into ${deliveryAttempts} (notification_id, attempt, outcome)
-        select id, 1, 'SENT' from sent
-      )
-      select id, kind, recipient, subject, body from sent`)) as unknown as MessageFields[];
-    return async () => {
-      for (const r of sent) {
-        await delivery.send(outgoing(r));
-      }
+    let sent: MessageFields[] = [];
+    return {
+      // One statement: the status change and the attempt row together.
+      statement: async () => {
+        if (ids.length === 0) return;
+        sent = (await tx.execute(sql`
+          with sent as (
+            update ${notifications} set status = 'SENT', sent_at = now()
+            where ${and(inArray(notifications.id, ids), deliverable)}
+            returning id, kind, recipient, subject, body
+          ), attempt as (
+            insert into ${deliveryAttempts} (notification_id, attempt, outcome)
+            select id, 1, 'SENT' from sent
+          )
+          select id, kind, recipient, subject, body from sent`)) as unknown as MessageFields[];
+      },
+      hand: async () => {
+        for (const r of sent) await delivery.send(outgoing(r));
+      },
     };
   };
 
   return {
     deliver,
     sweep,
-    settleInTransaction,
+    settlement,
     startSweeper(intervalMs = 60_000) {
       sweeper ??= setInterval(() => {
         if (sweeping) return; // a slow mail server must not pile sweeps up

@@ -5,8 +5,10 @@
  *
  * An effect runs inside `processOnce`, so a redelivered event never makes a second
  * notification; delivery by SMTP runs after that transaction commits (dispatcher.ts),
- * local delivery is recorded in it (`settleInTransaction`).
+ * local delivery is recorded in it (`settlement`). The recipient is read with the inbox
+ * insert, and the notification's statements go out with COMMIT: two writes per event.
  */
+import { randomUUID } from "node:crypto";
 import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 import { fromBinary } from "@bufbuild/protobuf";
 import { UserRegisteredSchema } from "@shopmesh/gen/shop/identity/v1/events_pb.js";
@@ -25,12 +27,18 @@ import {
   processOnce,
   startConsumer,
 } from "@shopmesh/runtime/bus.js";
+import { commitWith, pipelined } from "@shopmesh/runtime/db.js";
 import type { Logger } from "@shopmesh/runtime/logger.js";
 import type { Tx } from "@shopmesh/runtime/outbox.js";
 import { and, eq, sql } from "drizzle-orm";
 import type { NotificationsDb } from "./db/database.js";
-import { type NotificationKind, notifications, recipients } from "./db/schema.js";
-import type { Dispatcher } from "./dispatcher.js";
+import {
+  type NotificationKind,
+  notifications,
+  type RecipientRow,
+  recipients,
+} from "./db/schema.js";
+import type { Dispatcher, Settlement } from "./dispatcher.js";
 import { announceCreated } from "./feed.js";
 import {
   type MessageContent,
@@ -54,8 +62,19 @@ export interface EventRoute {
 }
 
 interface ParsedEvent {
-  /** Runs in the inbox transaction; returns the notifications to deliver after commit. */
-  apply(tx: Tx, eventId: string): Promise<string[]>;
+  /** The user the event is about (their recipient row is read with the inbox insert). */
+  userId: string;
+  /**
+   * Runs in the inbox transaction, given the user's recipient row if known. Returns the
+   * notifications to deliver, and the statements still to send (with COMMIT).
+   */
+  apply(tx: Tx, eventId: string, to: RecipientRow | undefined): Promise<Recorded>;
+}
+
+/** Notifications an event creates: their ids, and the statements not yet sent. */
+interface Recorded {
+  created: string[];
+  statements: (() => PromiseLike<unknown>)[];
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -65,7 +84,12 @@ function route<D extends DescMessage>(
   subject: string,
   schema: D,
   check: (event: MessageShape<D>) => string | undefined,
-  apply: (tx: Tx, event: MessageShape<D>, eventId: string) => Promise<string[]>,
+  apply: (
+    tx: Tx,
+    event: MessageShape<D>,
+    eventId: string,
+    to: RecipientRow | undefined,
+  ) => Promise<Recorded> | Recorded,
 ): EventRoute {
   return {
     name,
@@ -78,9 +102,20 @@ function route<D extends DescMessage>(
         return `not a valid ${schema.typeName}: ${String(err)}`;
       }
       const problem = check(event);
-      return problem ?? { apply: (tx, eventId) => apply(tx, event, eventId) };
+      return (
+        problem ?? {
+          // Every consumed event names its user (checked above for those that may not).
+          userId: (event as unknown as { userId: string }).userId,
+          apply: async (tx, eventId, to) => apply(tx, event, eventId, to),
+        }
+      );
     },
   };
+}
+
+async function findRecipient(tx: Tx, userId: string): Promise<RecipientRow | undefined> {
+  const [to] = await tx.select().from(recipients).where(eq(recipients.userId, userId));
+  return to;
 }
 
 /** Order and payment events all name a user and an order. */
@@ -100,29 +135,39 @@ interface NewNotification {
 }
 
 /**
- * Inserts a PENDING notification addressed to the user's known email (empty until
- * UserRegistered tells us) and announces it to WatchNotifications streams at commit.
+ * The statements that insert a PENDING notification addressed to the user's known email
+ * (empty until UserRegistered tells us) and announce it to WatchNotifications streams at
+ * commit. Its id is chosen here, so nothing has to be read back before they are sent.
+ * (Were the unique event id to skip the insert — the inbox makes that impossible; it is
+ * a backstop — the announcement names a row that does not exist, which streams skip.)
  */
-async function recordNotification(tx: Tx, n: NewNotification): Promise<string[]> {
-  const [to] = await tx.select().from(recipients).where(eq(recipients.userId, n.userId));
+function recordNotification(
+  tx: Tx,
+  n: NewNotification,
+  to: Pick<RecipientRow, "email" | "displayName"> | undefined,
+): Recorded {
+  const id = randomUUID();
   const content = n.compose(to?.displayName ?? "");
-  const [row] = await tx
-    .insert(notifications)
-    .values({
-      userId: n.userId,
-      kind: n.kind,
-      recipient: to?.email ?? "",
-      subject: content.subject,
-      body: content.body,
-      orderId: n.orderId ?? null,
-      eventId: n.eventId,
-    })
-    // The inbox already makes this a no-op on redelivery; the unique event id is a backstop.
-    .onConflictDoNothing({ target: notifications.eventId })
-    .returning({ id: notifications.id });
-  if (row === undefined) return [];
-  await announceCreated(tx, n.userId, row.id);
-  return [row.id];
+  return {
+    created: [id],
+    statements: [
+      () =>
+        tx
+          .insert(notifications)
+          .values({
+            id,
+            userId: n.userId,
+            kind: n.kind,
+            recipient: to?.email ?? "",
+            subject: content.subject,
+            body: content.body,
+            orderId: n.orderId ?? null,
+            eventId: n.eventId,
+          })
+          .onConflictDoNothing({ target: notifications.eventId }),
+      () => announceCreated(tx, n.userId, id),
+    ],
+  };
 }
 
 export const EVENT_ROUTES: EventRoute[] = [
@@ -136,19 +181,28 @@ export const EVENT_ROUTES: EventRoute[] = [
       return undefined;
     },
     async (tx, e, eventId) => {
-      await tx
-        .insert(recipients)
-        .values({ userId: e.userId, email: e.email, displayName: e.displayName })
-        .onConflictDoUpdate({
-          target: recipients.userId,
-          set: { email: e.email, displayName: e.displayName, updatedAt: sql`now()` },
-        });
-      const welcome = await recordNotification(tx, {
-        userId: e.userId,
-        kind: "WELCOME",
-        eventId,
-        compose: () => welcomeMessage(e.displayName),
-      });
+      const to = { userId: e.userId, email: e.email, displayName: e.displayName };
+      const welcome = recordNotification(
+        tx,
+        {
+          userId: e.userId,
+          kind: "WELCOME",
+          eventId,
+          compose: () => welcomeMessage(e.displayName),
+        },
+        to,
+      );
+      await pipelined(
+        () =>
+          tx
+            .insert(recipients)
+            .values(to)
+            .onConflictDoUpdate({
+              target: recipients.userId,
+              set: { email: e.email, displayName: e.displayName, updatedAt: sql`now()` },
+            }),
+        ...welcome.statements,
+      );
       // Order events consumed before this one had no address to go to: now they have.
       const waiting = await tx
         .update(notifications)
@@ -161,7 +215,7 @@ export const EVENT_ROUTES: EventRoute[] = [
           ),
         )
         .returning({ id: notifications.id });
-      return [...welcome, ...waiting.map((w) => w.id)];
+      return { created: [...welcome.created, ...waiting.map((w) => w.id)], statements: [] };
     },
   ),
   route(
@@ -169,56 +223,72 @@ export const EVENT_ROUTES: EventRoute[] = [
     "shop.orders.order_confirmed",
     OrderConfirmedSchema,
     checkUserAndOrder,
-    (tx, e, eventId) =>
-      recordNotification(tx, {
-        userId: e.userId,
-        kind: "ORDER_CONFIRMED",
-        orderId: e.orderId,
-        eventId,
-        compose: (name) => orderConfirmedMessage(name, e.orderId, e.total),
-      }),
+    (tx, e, eventId, to) =>
+      recordNotification(
+        tx,
+        {
+          userId: e.userId,
+          kind: "ORDER_CONFIRMED",
+          orderId: e.orderId,
+          eventId,
+          compose: (name) => orderConfirmedMessage(name, e.orderId, e.total),
+        },
+        to,
+      ),
   ),
   route(
     "order_cancelled",
     "shop.orders.order_cancelled",
     OrderCancelledSchema,
     checkUserAndOrder,
-    (tx, e, eventId) =>
-      recordNotification(tx, {
-        userId: e.userId,
-        kind: "ORDER_CANCELLED",
-        orderId: e.orderId,
-        eventId,
-        compose: (name) => orderCancelledMessage(name, e.orderId, e.reason, e.wasConfirmed),
-      }),
+    (tx, e, eventId, to) =>
+      recordNotification(
+        tx,
+        {
+          userId: e.userId,
+          kind: "ORDER_CANCELLED",
+          orderId: e.orderId,
+          eventId,
+          compose: (name) => orderCancelledMessage(name, e.orderId, e.reason, e.wasConfirmed),
+        },
+        to,
+      ),
   ),
   route(
     "payment_failed",
     "shop.payments.payment_failed",
     PaymentFailedSchema,
     checkUserAndOrder,
-    (tx, e, eventId) =>
-      recordNotification(tx, {
-        userId: e.userId,
-        kind: "PAYMENT_FAILED",
-        orderId: e.orderId,
-        eventId,
-        compose: (name) => paymentFailedMessage(name, e.orderId, e.reason, e.retryable),
-      }),
+    (tx, e, eventId, to) =>
+      recordNotification(
+        tx,
+        {
+          userId: e.userId,
+          kind: "PAYMENT_FAILED",
+          orderId: e.orderId,
+          eventId,
+          compose: (name) => paymentFailedMessage(name, e.orderId, e.reason, e.retryable),
+        },
+        to,
+      ),
   ),
   route(
     "payment_refunded",
     "shop.payments.payment_refunded",
     PaymentRefundedSchema,
     checkUserAndOrder,
-    (tx, e, eventId) =>
-      recordNotification(tx, {
-        userId: e.userId,
-        kind: "PAYMENT_REFUNDED",
-        orderId: e.orderId,
-        eventId,
-        compose: (name) => paymentRefundedMessage(name, e.orderId, e.amount),
-      }),
+    (tx, e, eventId, to) =>
+      recordNotification(
+        tx,
+        {
+          userId: e.userId,
+          kind: "PAYMENT_REFUNDED",
+          orderId: e.orderId,
+          eventId,
+          compose: (name) => paymentRefundedMessage(name, e.orderId, e.amount),
+        },
+        to,
+      ),
   ),
 ];
 
@@ -251,13 +321,22 @@ export function createEventHandler(
       return;
     }
     let created: string[] = [];
-    let announce: (() => Promise<void>) | undefined;
-    const applied = await processOnce(db, durable, msg.eventId, async (tx) => {
-      created = await parsed.apply(tx, msg.eventId);
-      // Local delivery is settled in this transaction; a mail server is called after it.
-      announce = await dispatcher.settleInTransaction(tx, created);
-    });
-    if (applied && announce !== undefined) return announce();
+    let settled: Settlement | undefined;
+    const applied = await processOnce(
+      db,
+      durable,
+      msg.eventId,
+      async (tx, to) => {
+        const recorded = await parsed.apply(tx, msg.eventId, to);
+        created = recorded.created;
+        // Local delivery is settled in this transaction; a mail server is called after it.
+        settled = dispatcher.settlement(tx, created);
+        return commitWith(...recorded.statements, ...(settled ? [settled.statement] : []));
+      },
+      // The user's address and name, read in the same write as the inbox insert.
+      (tx: Tx) => findRecipient(tx, parsed.userId),
+    );
+    if (applied && settled !== undefined) return settled.hand();
     // Applied before, yet redelivered: the last try may have died between commit and
     // delivery. Whatever of this event is still PENDING is delivered now.
     const toDeliver = applied

@@ -244,7 +244,7 @@ describe("redelivery", () => {
       dispatcher: {
         ...r.dispatcher,
         // A channel delivered after the commit (SMTP), and the process dies first.
-        settleInTransaction: async () => undefined,
+        settlement: () => undefined,
         deliver: () => Promise.reject(new Error("process died before delivering")),
       },
     };
@@ -268,7 +268,7 @@ describe("redelivery", () => {
       dispatcher: {
         ...r.dispatcher,
         // A channel delivered after the commit (SMTP), and the process dies first.
-        settleInTransaction: async () => undefined,
+        settlement: () => undefined,
         deliver: () => Promise.reject(new Error("process died before delivering")),
       },
     };

@@ -61,13 +61,16 @@ export interface OrderConsumers {
 /** Every payment event names its order. */
 type OrderEvent = Message & { orderId: string };
 
-/** What one event does to its order, locked for the transaction. */
+/**
+ * What one event does to its order, locked for the transaction; it may end the
+ * transaction by returning `commitWith(...)`'s answer (processOnce).
+ */
 type Effect<E extends OrderEvent> = (
   tx: Tx,
   order: OrderRow,
   event: E,
   context: { log: Logger },
-) => Promise<void>;
+) => Promise<unknown>;
 
 export async function startOrderConsumers(deps: OrderConsumersDeps): Promise<OrderConsumers> {
   const { db, bus, inventory, logger } = deps;
@@ -87,16 +90,22 @@ export async function startOrderConsumers(deps: OrderConsumersDeps): Promise<Ord
       const decoded = fromBinary(schema, msg.data);
       const orderId = decoded.orderId.toLowerCase();
       const log = logger.child({ consumer: durable, event_id: msg.eventId, order_id: orderId });
-      await processOnce(db, durable, msg.eventId, async (tx) => {
-        const order = await lockOrder(tx, orderId);
-        if (order === undefined) {
-          // Orders are committed before OrderPlaced is even published, so payments
-          // cannot know an order we lack: the event belongs to another deployment.
-          log.warn("event for an unknown order ignored");
-          return;
-        }
-        await apply(tx, order, decoded, { log });
-      });
+      await processOnce(
+        db,
+        durable,
+        msg.eventId,
+        async (tx, order) => {
+          if (order === undefined) {
+            // Orders are committed before OrderPlaced is even published, so payments
+            // cannot know an order we lack: the event belongs to another deployment.
+            log.warn("event for an unknown order ignored");
+            return;
+          }
+          return apply(tx, order, decoded, { log });
+        },
+        // The order, locked, read in the same write as the inbox insert.
+        (tx: Tx) => lockOrder(tx, orderId),
+      );
     };
     const backoff = deps.backoffMs === undefined ? {} : { backoffMs: deps.backoffMs };
     consumers.push(await startConsumer({ bus, durable, subject, handler, logger, ...backoff }));
@@ -108,10 +117,7 @@ export async function startOrderConsumers(deps: OrderConsumersDeps): Promise<Ord
     PAYMENT_SUCCEEDED,
     PaymentSucceededSchema,
     async (tx, order, event, { log }) => {
-      if (order.status === "PENDING_PAYMENT") {
-        await confirmOrder(tx, order, event.paymentId);
-        return;
-      }
+      if (order.status === "PENDING_PAYMENT") return confirmOrder(tx, order, event.paymentId);
       // CANCELLED: the user cancelled while the payment was in flight. Nothing to do
       // here: payments refunds the capture when it sees OrderCancelled.
       // CONFIRMED: another success report for the same order, already applied.

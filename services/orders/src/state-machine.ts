@@ -13,7 +13,7 @@ import {
   OrderCancelledSchema,
   OrderConfirmedSchema,
 } from "@shopmesh/gen/shop/orders/v1/events_pb.js";
-import { pipelined } from "@shopmesh/runtime/db.js";
+import { type CommitWith, commitWith, pipelined } from "@shopmesh/runtime/db.js";
 import { enqueueEvent, type Tx } from "@shopmesh/runtime/outbox.js";
 import { eq, sql } from "drizzle-orm";
 import { type OrderRow, type OrderStatusName, orderHistory, orders } from "./db/schema.js";
@@ -35,21 +35,22 @@ export function canMove(from: OrderStatusName, to: OrderStatusName): boolean {
 }
 
 /**
- * Writes the new status, its history entry and the event that announces it, in one
- * write (`pipelined`). The caller holds the row lock.
+ * The statements of a transition: the new status (returning the row), its history
+ * entry, and the event that announces it. The caller holds the row lock and sends them
+ * together, `pipelined` or, as the last thing its transaction does, with `commitWith`.
  */
-async function moveTo(
+function transition(
   tx: Tx,
   order: OrderRow,
   to: OrderStatusName,
   reason: string,
   set: Partial<Pick<OrderRow, "paymentId" | "cancelReason">>,
   announce: () => Promise<string>,
-): Promise<OrderRow> {
+) {
   if (!canMove(order.status, to)) {
     throw new Error(`order ${order.id}: no transition ${order.status} -> ${to}`);
   }
-  const [[row]] = await pipelined(
+  return [
     () =>
       tx
         .update(orders)
@@ -58,20 +59,23 @@ async function moveTo(
         .returning(),
     () => tx.insert(orderHistory).values({ orderId: order.id, status: to, reason }),
     announce,
-  );
-  if (row === undefined) throw new Error(`locked order ${order.id} vanished`);
-  return row;
+  ] as const;
 }
 
-/** PENDING_PAYMENT → CONFIRMED with the captured payment, and OrderConfirmed. */
-export async function confirmOrder(tx: Tx, order: OrderRow, paymentId: string): Promise<OrderRow> {
-  return moveTo(tx, order, "CONFIRMED", "payment captured", { paymentId }, () =>
-    enqueueEvent(tx, ORDER_CONFIRMED, OrderConfirmedSchema, {
-      orderId: order.id,
-      userId: order.userId,
-      total: { currencyCode: order.currencyCode, amount: order.totalAmount },
-      paymentId,
-    }),
+/**
+ * PENDING_PAYMENT → CONFIRMED with the captured payment, and OrderConfirmed: the last
+ * statements of the caller's transaction, sent with its COMMIT.
+ */
+export function confirmOrder(tx: Tx, order: OrderRow, paymentId: string): CommitWith {
+  return commitWith(
+    ...transition(tx, order, "CONFIRMED", "payment captured", { paymentId }, () =>
+      enqueueEvent(tx, ORDER_CONFIRMED, OrderConfirmedSchema, {
+        orderId: order.id,
+        userId: order.userId,
+        total: { currencyCode: order.currencyCode, amount: order.totalAmount },
+        paymentId,
+      }),
+    ),
   );
 }
 
@@ -94,14 +98,18 @@ export async function cancelOrder(
   reason: string,
 ): Promise<OrderRow> {
   await releaseStock(inventory, order.id);
-  return moveTo(tx, order, "CANCELLED", reason, { cancelReason: reason }, () =>
-    enqueueEvent(tx, ORDER_CANCELLED, OrderCancelledSchema, {
-      orderId: order.id,
-      userId: order.userId,
-      reason,
-      wasConfirmed: order.status === "CONFIRMED",
-    }),
+  const [[row]] = await pipelined(
+    ...transition(tx, order, "CANCELLED", reason, { cancelReason: reason }, () =>
+      enqueueEvent(tx, ORDER_CANCELLED, OrderCancelledSchema, {
+        orderId: order.id,
+        userId: order.userId,
+        reason,
+        wasConfirmed: order.status === "CONFIRMED",
+      }),
+    ),
   );
+  if (row === undefined) throw new Error(`locked order ${order.id} vanished`);
+  return row;
 }
 
 /** A refund went through: noted in the history; the status (CANCELLED) stays. */

@@ -30,7 +30,7 @@ import { sql } from "drizzle-orm";
 import { pgTable, primaryKey, text, timestamp, uuid } from "drizzle-orm/pg-core";
 import type postgres from "postgres";
 import { type CallContext, runWithCall } from "./context.js";
-import { onCommitted } from "./db.js";
+import { CommitWith, commitWith, onCommitted, pipelined } from "./db.js";
 import type { Logger } from "./logger.js";
 import {
   createConsumerMetrics,
@@ -186,16 +186,18 @@ export function startOutboxRelay(options: {
   let failures = 0;
 
   /** Rows published, or "busy" when another replica's relay holds the lock. */
-  const publishBatch = async (): Promise<number | "busy"> =>
-    pg.begin(async (tx) => {
+  const publishBatch = async (): Promise<number | "busy"> => {
+    let outcome: number | "busy" = 0;
+    let createdMs: number[] = [];
+    await pg.begin(async (tx) => {
       // One relay of the service publishes at a time: two replicas claiming different
       // batches would publish an aggregate's later event before its earlier one. The
       // lock ends with the transaction, also when the replica dies mid-batch. Both
       // statements go out in one write; the claim repeats the (re-entrant) lock as a
       // one-time filter, so without the lock it claims nothing.
-      const [[lock], rows] = await Promise.all([
-        tx<{ locked: boolean }[]>`select pg_try_advisory_xact_lock(${RELAY_LOCK}) as locked`,
-        tx<
+      const [[lock], rows] = await pipelined(
+        () => tx<{ locked: boolean }[]>`select pg_try_advisory_xact_lock(${RELAY_LOCK}) as locked`,
+        () => tx<
           {
             seq: string;
             id: string;
@@ -209,8 +211,11 @@ export function startOutboxRelay(options: {
             extract(epoch from created_at)::float8 * 1000 as created_ms from outbox
           where (select pg_try_advisory_xact_lock(${RELAY_LOCK})) and published_at is null
           order by seq limit ${batchSize} for update skip locked`,
-      ]);
-      if (rows.length === 0) return lock?.locked ? 0 : "busy";
+      );
+      if (rows.length === 0) {
+        outcome = lock?.locked ? 0 : "busy";
+        return undefined;
+      }
       // Issued in order on one connection, so JetStream stores them in order.
       await Promise.all(
         rows.map((r) => {
@@ -229,12 +234,21 @@ export function startOutboxRelay(options: {
             );
         }),
       );
-      await tx`update outbox set published_at = now() where seq = any(${rows.map((r) => r.seq)}::bigint[])`;
-      busCounters.published += rows.length;
+      outcome = rows.length;
       // created_ms, not created_at: drizzle makes postgres.js return timestamps as text.
-      observeOutboxPublished(rows.map((r) => new Date(r.created_ms)));
-      return rows.length;
+      createdMs = rows.map((r) => r.created_ms);
+      // Marked published in the write that commits.
+      return commitWith(
+        () =>
+          tx`update outbox set published_at = now() where seq = any(${rows.map((r) => r.seq)}::bigint[])`,
+      );
     });
+    if (createdMs.length > 0) {
+      busCounters.published += createdMs.length;
+      observeOutboxPublished(createdMs.map((ms) => new Date(ms)));
+    }
+    return outcome;
+  };
 
   let retry: NodeJS.Timeout | undefined;
   const drain = async () => {
@@ -330,21 +344,34 @@ export interface TransactionalDb {
 /**
  * Runs `effect` in a transaction that also records (consumer, eventId) in the inbox.
  * Returns false, doing nothing, when the event was already applied.
+ *
+ * `prefetch`, when given, is a read sent in the same write as the inbox insert (one
+ * round trip fewer), and its result is handed to `effect`: typically the row the event
+ * is about, locked. It runs for a duplicate too, so it must change nothing. `effect`
+ * may return `commitWith(...)` (runtime/db.ts): its last statements then go out with
+ * COMMIT in one write.
  */
-export async function processOnce(
+export async function processOnce<P = undefined>(
   db: TransactionalDb,
   consumer: string,
   eventId: string,
-  effect: (tx: Tx) => Promise<void>,
+  /** Its answer is ignored, unless it is `commitWith(...)`'s. */
+  effect: (tx: Tx, prefetched: P) => Promise<unknown>,
+  prefetch?: (tx: Tx) => PromiseLike<P>,
 ): Promise<boolean> {
-  return db.transaction(async (tx) => {
-    const inserted = await tx.execute(
-      sql`insert into inbox (consumer, event_id) values (${consumer}, ${eventId}) on conflict do nothing returning event_id`,
+  const outcome = await db.transaction(async (tx) => {
+    const [inserted, prefetched] = await pipelined(
+      () =>
+        tx.execute(
+          sql`insert into inbox (consumer, event_id) values (${consumer}, ${eventId}) on conflict do nothing returning event_id`,
+        ),
+      () => prefetch?.(tx) ?? Promise.resolve(undefined as P),
     );
     if ((inserted as unknown as unknown[]).length === 0) return false;
-    await effect(tx);
-    return true;
+    const ending = await effect(tx, prefetched);
+    return ending instanceof CommitWith ? ending : true;
   });
+  return outcome !== false;
 }
 
 export interface EventMessage {

@@ -167,30 +167,40 @@ export function pipelined<T extends readonly unknown[]>(
   return Promise.all(started) as unknown as Promise<T>;
 }
 
-/** A transaction callback's answer that tells tunedPool's begin to send COMMIT at once. */
-class CommitWith {
+/**
+ * What a transaction callback returns to end with these statements: tunedPool's begin
+ * writes COMMIT right behind them instead of waiting for their answers (`commitWith`).
+ */
+export class CommitWith {
   constructor(readonly results: Promise<unknown>) {}
 }
 
 /**
- * A transaction made of `statements` alone, sent with BEGIN and COMMIT in one write:
- * no round trip to this process while the transaction holds its locks (on a row every
- * order updates, that round trip is what the next order waits for). PostgreSQL runs
- * them in order; if one fails, the transaction is aborted, COMMIT answers ROLLBACK, and
- * this rejects with that statement's error. So nothing may need checking before the
- * commit: whatever must not commit has to fail in SQL (a constraint, or a guard
- * statement). Resolves with every statement's result once committed. Needs a pool made
- * by `tunedPool` (openDatabase's).
+ * Returned by a transaction's callback (of a tuned pool): `statements` are pipelined
+ * and COMMIT goes out in the same write, so the transaction holds its locks for no
+ * round trip to this process. PostgreSQL runs them in order; if one fails, the
+ * transaction is aborted, COMMIT answers ROLLBACK, and the transaction rejects with that
+ * statement's error. So nothing may need checking before the commit: whatever must not
+ * commit has to fail in SQL (a constraint, or a guard statement). The transaction then
+ * resolves with the statements' results.
+ */
+export function commitWith(...statements: (() => PromiseLike<unknown>)[]): CommitWith {
+  return new CommitWith(pipelined(...statements));
+}
+
+/**
+ * A transaction made of `statements` alone, sent with BEGIN and COMMIT in one write
+ * (`commitWith`; on a row every order updates, the round trip it saves is what the next
+ * order waits for). Resolves with every statement's result once committed. Needs a pool
+ * made by `tunedPool` (openDatabase's).
  */
 export async function transactionEndingWith<T extends readonly unknown[]>(
   db: { transaction<R>(fn: (tx: Tx) => Promise<R>): Promise<R> },
   statements: (tx: Tx) => { [K in keyof T]: () => PromiseLike<T[K]> },
 ): Promise<T> {
-  const result: unknown = await db.transaction(
-    async (tx) => new CommitWith(pipelined(...statements(tx))),
-  );
+  const result: unknown = await db.transaction(async (tx) => commitWith(...statements(tx)));
   if (result instanceof CommitWith) {
-    throw new Error("transactionEndingWith needs a database opened by openDatabase (tunedPool)");
+    throw new Error("commitWith needs a database opened by openDatabase (tunedPool)");
   }
   return result as T;
 }

@@ -81,6 +81,7 @@ export const notifications = pgTable(
 );
 
 export type NotificationRow = typeof notifications.$inferSelect;
+export type RecipientRow = typeof recipients.$inferSelect;
 
 /** One row per try to hand a notification to its channel, successful or not. */
 export const deliveryAttempts = pgTable(
