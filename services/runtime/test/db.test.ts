@@ -2,13 +2,15 @@
  * The database helper against a real PostgreSQL (PG_URL, or the embedded server the
  * global setup starts when none is given).
  */
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import * as net from "node:net";
 import { fileURLToPath } from "node:url";
 import { sql as dsql } from "drizzle-orm";
 import postgres from "postgres";
 import { afterAll, describe, expect, it } from "vitest";
+import { processOnce } from "../src/bus.js";
 import {
+  commitWith,
   dropServiceDatabase,
   ensureServiceDatabase,
   onCommitted,
@@ -18,6 +20,7 @@ import {
   TransactionRolledBack,
   transactionEndingWith,
 } from "../src/db.js";
+import type { Tx } from "../src/outbox.js";
 
 const adminUrl = process.env["PG_URL"] as string;
 const name = `rt_${randomBytes(4).toString("hex")}`;
@@ -132,6 +135,15 @@ describe("database", () => {
             () => tx.execute(dsql`insert into widgets (id, name) values (11, 'after')`),
           ]),
         ).rejects.toMatchObject({ cause: { code: "23505" } });
+        // An effect whose last statement fails leaves no inbox row: a redelivery retries it.
+        const failing = randomUUID();
+        await expect(
+          processOnce(db, "rolled-back", failing, async (tx) =>
+            commitWith(() => tx.execute(dsql`insert into widgets (id, name) values (1, 'dup')`)),
+          ),
+        ).rejects.toMatchObject({ cause: { code: "23505" } });
+        const inbox = await sql`select 1 from inbox where event_id = ${failing}`;
+        expect(inbox).toHaveLength(0);
         // Concurrent transactions on a pool of one take turns.
         await Promise.all(
           [4, 5, 6].map((id) =>
@@ -205,6 +217,40 @@ describe("database", () => {
           [{ name: "c3" }],
           [{ name: "c4" }],
         ]);
+
+        // An event applied once with a prefetch and an effect ending with commitWith:
+        // the inbox insert and the read in one write, the effect's statements and COMMIT
+        // in the next.
+        const seen: number[] = [];
+        const apply = (eventId: string, name: string) =>
+          processOnce(
+            db,
+            "write-count",
+            eventId,
+            async (tx, count) => {
+              seen.push(Number(count));
+              return commitWith(() =>
+                tx.execute(dsql`insert into widgets (id, name) values (${id++}, ${name})`),
+              );
+            },
+            async (tx: Tx) => {
+              const rows = await tx.execute(dsql`select count(*)::int as n from widgets`);
+              return (rows as unknown as { n: number }[])[0]?.n;
+            },
+          );
+        await apply(randomUUID(), "e1");
+        relay.take();
+        const eventId = randomUUID();
+        expect(await apply(eventId, "e2")).toBe(true);
+        expect(relay.take()).toBe(2);
+        expect(seen[1]).toBe((seen[0] ?? 0) + 1); // the prefetch saw the row e1 committed
+        // Delivered again: the inbox says so, and the effect does not run.
+        expect(await apply(eventId, "e2 again")).toBe(false);
+        expect(seen).toHaveLength(2);
+        const names = await db.execute<{ name: string }>(
+          dsql`select name from widgets where name like 'e%' order by id`,
+        );
+        expect([...names].map((r) => r.name)).toEqual(["e1", "e2"]);
       } finally {
         await close();
         await relay.close();
