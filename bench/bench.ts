@@ -28,8 +28,9 @@
  * --outbox-events BENCH_OUTBOX_EVENTS (10000), --profile BENCH_PROFILE (1: every service
  * runs under --cpu-prof and the profiles are summarised per scenario), --node-options
  * BENCH_NODE_OPTIONS (extra NODE_OPTIONS for the services, e.g. --max-semi-space-size=16),
- * --code BENCH_CODE (source: TypeScript through tsx, as `npm start`; bundle: the
- * services' esbuild bundles, as the image runs them, built first), --verbose BENCH_VERBOSE.
+ * --code BENCH_CODE (bundle, the default since 2026-12-03: the services' esbuild bundles,
+ * as the image runs them, built first; source: TypeScript through tsx, as `npm start`
+ * runs them — 15–20 % slower in the saga), --verbose BENCH_VERBOSE.
  *
  * Prints a table and writes bench/results/<timestamp>.json and bench/results/latest.json.
  */
@@ -100,7 +101,7 @@ const o = {
   outboxSingles: opt.num("outbox-singles", 200, 1),
   profile: opt.str("profile", "0") === "1",
   nodeOptions: opt.str("node-options", ""),
-  code: opt.str("code", "source"),
+  code: opt.str("code", "bundle"),
   verbose: opt.str("verbose", "0") === "1",
 };
 const picked = (opt.raw("scenarios") ?? ALL.join(","))
