@@ -251,6 +251,7 @@ export function startOutboxRelay(options: {
   };
 
   let retry: NodeJS.Timeout | undefined;
+  let busyTries = 0;
   const drain = async () => {
     do {
       again = false;
@@ -260,7 +261,11 @@ export function startOutboxRelay(options: {
         while (!stopped && published === batchSize);
         // Rows this process committed may wait behind the other relay's batch: look again
         // soon rather than at the next poll.
-        if (published === "busy" && !stopped) retry ??= setTimeout(retryKick, BUSY_RETRY_MS);
+        // (Doubling from 5 ms up to the poll interval while it stays taken: the other
+        // relay may be waiting out a NATS outage with the lock held.)
+        if (published === "busy" && !stopped) {
+          retry ??= setTimeout(retryKick, Math.min(BUSY_RETRY_MS * 2 ** busyTries++, pollMs));
+        } else busyTries = 0;
         if (failures > 0) logger.info({ failures }, "outbox relay publishing again");
         failures = 0;
       } catch (err) {
@@ -322,7 +327,7 @@ export function startOutboxRelay(options: {
   return relay;
 }
 
-/** How soon a relay that found another replica's relay publishing looks again. */
+/** How soon a relay that found another replica's relay publishing looks again (first try). */
 const BUSY_RETRY_MS = 5;
 
 /** The inbox: which events a consumer has already applied. */
