@@ -38,6 +38,8 @@ export async function startCatalog(options: { lowStockThreshold?: number } = {})
   const customer = bearer(await keys.sign(randomUUID(), ["customer"]));
 
   return {
+    /** The test database's URL (its own role). */
+    url: testDb.url,
     database,
     catalog,
     inventory,

@@ -6,11 +6,16 @@
 import { randomUUID } from "node:crypto";
 import { fromBinary } from "@bufbuild/protobuf";
 import { StockLowSchema } from "@shopmesh/gen/shop/catalog/v1/events_pb.js";
+import { InventoryService } from "@shopmesh/gen/shop/catalog/v1/inventory_pb.js";
+import { openDatabase } from "@shopmesh/runtime/db.js";
 import { Code, RpcError } from "@shopmesh/runtime/errors.js";
-import { rpcError } from "@shopmesh/runtime/testing.js";
+import { createGrpcClient } from "@shopmesh/runtime/grpc-client.js";
+import { rpcError, startCountingRelay, startTestServer } from "@shopmesh/runtime/testing.js";
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import * as schema from "../src/db/schema.js";
 import { outbox, products, reservationLines, reservations } from "../src/db/schema.js";
+import { createInventoryService } from "../src/inventory.js";
 import { type Catalog, startCatalog } from "./harness.js";
 
 let c: Catalog;
@@ -30,6 +35,41 @@ const reservationCount = async (orderId: string) =>
   (await c.database.db.select().from(reservations).where(eq(reservations.orderId, orderId))).length;
 
 describe("ReserveStock", () => {
+  it("reserves in one write, BEGIN to COMMIT: a best-seller's row is locked for no round trip", async () => {
+    // The catalog's inventory service on a pool of one connection through a counting relay.
+    const relay = await startCountingRelay(c.url);
+    const database = await openDatabase({ url: relay.url, schema, max: 1 });
+    const { server, address } = await startTestServer([
+      createInventoryService({ db: database.db, lowStockThreshold: 5 }),
+    ]);
+    const inventory = createGrpcClient(InventoryService, address);
+    try {
+      const p = await c.insertProduct({ stock: 100 });
+      const reserve = (quantity = 2) =>
+        inventory.reserveStock({ orderId: randomUUID(), items: [{ productId: p.id, quantity }] });
+      await reserve(); // prepares the statements on the connection
+      relay.take();
+      const res = await reserve();
+      expect(relay.take()).toBe(1);
+      expect(res.lines).toHaveLength(1);
+      expect(await stockOf(p.id)).toBe(96);
+      // Down to the threshold (StockLow) and short: the careful path, more round trips,
+      // and still right.
+      await c.database.db.update(products).set({ stock: 6 }).where(eq(products.id, p.id));
+      relay.take();
+      await reserve();
+      expect(relay.take()).toBeGreaterThan(1);
+      expect(await stockOf(p.id)).toBe(4);
+      expect((await rpcError(reserve(5))).code).toBe(Code.FAILED_PRECONDITION);
+      expect(await stockOf(p.id)).toBe(4);
+    } finally {
+      inventory.close();
+      await server.shutdown();
+      await database.close();
+      await relay.close();
+    }
+  });
+
   it("reserves and prices lines from the catalog, in request order", async () => {
     const a = await c.insertProduct({ stock: 5, priceAmount: 1999n, name: "Alpha" });
     const b = await c.insertProduct({ stock: 5, priceAmount: 250n, name: "Beta" });

@@ -7,6 +7,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
+import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -49,6 +50,46 @@ export async function openTestDatabase<D extends { close(): Promise<void> }>(
       await database.close();
       await testDb.drop();
     },
+  };
+}
+
+/**
+ * A TCP relay to the PostgreSQL server of `url` that counts what the client sends, write
+ * by write (as the segments arrive): how tests tell how many round trips something costs.
+ * `url` is `url` through the relay.
+ */
+export async function startCountingRelay(
+  target: string,
+): Promise<{ url: string; take(): number; close(): Promise<void> }> {
+  const to = new URL(target);
+  let writes = 0;
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(to.port || 5432), to.hostname);
+    client.on("data", (d) => {
+      writes++;
+      upstream.write(d);
+    });
+    upstream.on("data", (d) => client.write(d));
+    client.on("close", () => upstream.destroy());
+    upstream.on("close", () => client.destroy());
+    client.on("error", () => upstream.destroy());
+    upstream.on("error", () => client.destroy());
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const via = new URL(to);
+  via.hostname = "127.0.0.1";
+  via.port = String((server.address() as net.AddressInfo).port);
+  return {
+    url: via.toString(),
+    take: () => {
+      const n = writes;
+      writes = 0;
+      return n;
+    },
+    close: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+      }),
   };
 }
 

@@ -3,7 +3,6 @@
  * global setup starts when none is given).
  */
 import { randomBytes, randomUUID } from "node:crypto";
-import * as net from "node:net";
 import { fileURLToPath } from "node:url";
 import { sql as dsql } from "drizzle-orm";
 import postgres from "postgres";
@@ -21,6 +20,7 @@ import {
   transactionEndingWith,
 } from "../src/db.js";
 import type { Tx } from "../src/outbox.js";
+import { startCountingRelay } from "../src/testing.js";
 
 const adminUrl = process.env["PG_URL"] as string;
 const name = `rt_${randomBytes(4).toString("hex")}`;
@@ -57,34 +57,6 @@ describe("database", () => {
   });
 
   describe("statements prepared, and BEGIN sent with the first statement (tunedPool)", () => {
-    /** A TCP relay to the server that counts what the client sends, write by write. */
-    async function countingRelay(target: URL) {
-      let writes = 0;
-      const server = net.createServer((client) => {
-        const upstream = net.connect(Number(target.port || 5432), target.hostname);
-        client.on("data", (d) => {
-          writes++;
-          upstream.write(d);
-        });
-        upstream.on("data", (d) => client.write(d));
-        client.on("close", () => upstream.destroy());
-        upstream.on("close", () => client.destroy());
-        client.on("error", () => upstream.destroy());
-        upstream.on("error", () => client.destroy());
-      });
-      await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-      const port = (server.address() as net.AddressInfo).port;
-      return {
-        port,
-        take: () => {
-          const n = writes;
-          writes = 0;
-          return n;
-        },
-        close: () => new Promise<void>((r) => server.close(() => r())),
-      };
-    }
-
     it("commits, rolls back on a throw or a failed statement (the caller gets that error), and keeps its one connection", async () => {
       const url = await ensureServiceDatabase(adminUrl, name, "s3cret-pw");
       // (Migrations hold one connection for their lock: a pool of one cannot run them.)
@@ -160,12 +132,10 @@ describe("database", () => {
     });
 
     it("costs two client writes (BEGIN with the prepared statement, then COMMIT), not four", async () => {
-      const url = new URL(await ensureServiceDatabase(adminUrl, name, "s3cret-pw"));
-      const relay = await countingRelay(url);
-      const viaRelay = new URL(url);
-      viaRelay.hostname = "127.0.0.1";
-      viaRelay.port = String(relay.port);
-      const { db, close } = await openDatabase({ url: viaRelay.toString(), schema: {}, max: 1 });
+      const relay = await startCountingRelay(
+        await ensureServiceDatabase(adminUrl, name, "s3cret-pw"),
+      );
+      const { db, close } = await openDatabase({ url: relay.url, schema: {}, max: 1 });
       try {
         const insert = (name: string) =>
           db.transaction(async (tx) => {
