@@ -18,7 +18,7 @@ import type { ReservedLine } from "@shopmesh/gen/shop/catalog/v1/inventory_pb.js
 import { OrderPlacedSchema } from "@shopmesh/gen/shop/orders/v1/events_pb.js";
 import type { PlaceOrderRequest } from "@shopmesh/gen/shop/orders/v1/orders_pb.js";
 import type { Claims } from "@shopmesh/runtime/auth.js";
-import { pipelined } from "@shopmesh/runtime/db.js";
+import { transactionEndingWith } from "@shopmesh/runtime/db.js";
 import { AbortedError, Code, FailedPreconditionError, RpcError } from "@shopmesh/runtime/errors.js";
 import type { Logger } from "@shopmesh/runtime/logger.js";
 import { enqueueEvent } from "@shopmesh/runtime/outbox.js";
@@ -99,52 +99,49 @@ export async function placeOrder(
   //    gives it back before the error goes to the caller.
   try {
     const priced = priceLines(lines);
-    return await db.transaction(async (tx) => {
-      const items = priced.items.map((i) => ({ ...i, orderId }));
-      // One write, in this order; the view is built from what the inserts return:
-      // nothing is read back.
-      const [[order], itemRows, history, claimed] = await pipelined(
-        () =>
-          tx
-            .insert(orders)
-            .values({
-              id: orderId,
+    const lineRows = priced.items.map((i) => ({ ...i, orderId }));
+    // One transaction in one write, BEGIN to COMMIT, in this order; the view is built
+    // from what the inserts return: nothing is read back.
+    const [[order], itemRows, history] = await transactionEndingWith(
+      db,
+      (tx) =>
+        [
+          () =>
+            tx
+              .insert(orders)
+              .values({
+                id: orderId,
+                userId,
+                status: "PENDING_PAYMENT",
+                totalAmount: priced.total,
+                currencyCode: priced.currencyCode,
+                idempotencyKey: key,
+              })
+              .returning(),
+          () => tx.insert(orderItems).values(lineRows).returning(),
+          () => tx.insert(orderHistory).values({ orderId, status: "PENDING_PAYMENT" }).returning(),
+          // A concurrent retry with the same key meets the order's unique key first (and
+          // returns the winner below). Then the placements row goes; if it is gone already,
+          // the sweeper judged this call dead and gave the stock back, and nothing of it may
+          // be recorded: the statement fails (a division by zero, PostgreSQL having no
+          // assertion statement), and with it the transaction.
+          () =>
+            tx.execute(sql`
+          with claimed as (delete from ${placements} where ${eq(placements.orderId, orderId)} returning 1)
+          select 1 / (select count(*) from claimed)::int as placed`),
+          () =>
+            enqueueEvent(tx, ORDER_PLACED, OrderPlacedSchema, {
+              orderId,
               userId,
-              status: "PENDING_PAYMENT",
-              totalAmount: priced.total,
-              currencyCode: priced.currencyCode,
-              idempotencyKey: key,
-            })
-            .returning(),
-        () => tx.insert(orderItems).values(items).returning(),
-        () => tx.insert(orderHistory).values({ orderId, status: "PENDING_PAYMENT" }).returning(),
-        // A concurrent retry with the same key meets the order's unique key first (and
-        // returns the winner below).
-        () =>
-          tx
-            .delete(placements)
-            .where(eq(placements.orderId, orderId))
-            .returning({ orderId: placements.orderId }),
-        () =>
-          enqueueEvent(tx, ORDER_PLACED, OrderPlacedSchema, {
-            orderId,
-            userId,
-            items: items.map((i) => itemToProto(i, priced.currencyCode)),
-            total: { currencyCode: priced.currencyCode, amount: priced.total },
-            paymentToken: req.paymentToken,
-          }),
-      );
-      if (order === undefined) throw new Error("insert returned no order");
-      // No placements row means the sweeper judged this call dead and gave the stock
-      // back: nothing of it may be recorded (throwing rolls it all back).
-      if (claimed.length === 0) {
-        throw new AbortedError(
-          "placing the order took too long and its stock reservation was given back; place it again",
-        );
-      }
-      itemRows.sort((a, b) => a.position - b.position);
-      return { order, items: itemRows, history } satisfies OrderView;
-    });
+              items: lineRows.map((i) => itemToProto(i, priced.currencyCode)),
+              total: { currencyCode: priced.currencyCode, amount: priced.total },
+              paymentToken: req.paymentToken,
+            }),
+        ] as const,
+    );
+    if (order === undefined) throw new Error("insert returned no order");
+    itemRows.sort((a, b) => a.position - b.position);
+    return { order, items: itemRows, history } satisfies OrderView;
   } catch (err) {
     if (
       key !== undefined &&
@@ -160,6 +157,11 @@ export async function placeOrder(
     // Compensation of step 3: no order was written, so the stock goes back.
     if (await releaseQuietly(deps.inventory, orderId, logger))
       await forgetPlacement(db, orderId).catch(() => undefined);
+    if (pgCode(err) === DIVISION_BY_ZERO) {
+      throw new AbortedError(
+        "placing the order took too long and its stock reservation was given back; place it again",
+      );
+    }
     throw err;
   }
 }
@@ -248,6 +250,19 @@ async function notePlacement(db: OrdersDb, orderId: string) {
 
 async function forgetPlacement(db: OrdersDb, orderId: string) {
   await db.delete(placements).where(eq(placements.orderId, orderId));
+}
+
+/** The placements guard's failure: the sweeper took the row first. */
+const DIVISION_BY_ZERO = "22012";
+
+/** The SQLSTATE of a Postgres error, through drizzle's error wrapping. */
+function pgCode(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 5; depth++) {
+    const { code } = e as { code?: unknown };
+    if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) return code;
+    e = e.cause;
+  }
+  return undefined;
 }
 
 /** Postgres unique violation (23505) on `constraint`, through drizzle's error wrapping. */

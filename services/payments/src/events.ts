@@ -34,9 +34,9 @@ import {
   processOnce,
   startConsumer,
 } from "@shopmesh/runtime/bus.js";
-import { pipelined } from "@shopmesh/runtime/db.js";
+import { commitWith } from "@shopmesh/runtime/db.js";
 import type { Logger } from "@shopmesh/runtime/logger.js";
-import { enqueueEvent, type Tx } from "@shopmesh/runtime/outbox.js";
+import { enqueueEvent, enqueueEventAfter, type Tx } from "@shopmesh/runtime/outbox.js";
 import { and, eq, sql } from "drizzle-orm";
 import type { PaymentsDb } from "./db/database.js";
 import { type PaymentRow, payments } from "./db/schema.js";
@@ -248,46 +248,54 @@ export function createOrderPlacedHandler(deps: PaymentEventDeps, consumer: strin
     }
     if (outcome === undefined) return;
 
+    // One statement settles the payment (PENDING → the outcome, only if still PENDING)
+    // and writes its event only if it did; another worker that won wrote the event. It
+    // goes out with COMMIT, after the inbox insert: two writes. The event is built from
+    // the row as read (ids and amount never change).
     const settled = outcome;
-    // The event is built from the row as read (ids and amount never change) and goes out
-    // in the same write as the conditional update; if the update finds the payment
-    // settled by another worker (which wrote the event), all of it is rolled back.
     const ids = { paymentId: payment.id, orderId: payment.orderId, userId: payment.userId };
-    const announce = (tx: Tx) =>
-      settled.status === "CAPTURED"
-        ? enqueueEvent(tx, SUBJECTS.paymentSucceeded, PaymentSucceededSchema, {
-            ...ids,
-            amount: { currencyCode: payment.currencyCode, amount: payment.amount },
-          })
-        : enqueueEvent(tx, SUBJECTS.paymentFailed, PaymentFailedSchema, {
-            ...ids,
-            reason: settled.reason,
-            retryable: settled.retryable,
-          });
-    try {
-      await processOnce(db, consumer, inboxKey(msg.eventId), async (tx) => {
-        const [row] = await pipelined(
-          () => settle(tx, payment.id, settled),
-          () => announce(tx),
-        );
-        if (row === undefined) throw new SettledElsewhere();
-        log.info(
-          { orderId: row.orderId, paymentId: row.id, status: row.status, attempts: row.attempts },
-          "payment settled",
-        );
-      });
-    } catch (err) {
-      if (!(err instanceof SettledElsewhere)) throw err;
+    const change = settleStatement(db, payment.id, settled);
+    let row: { status: string; attempts: number } | undefined;
+    const settleAndAnnounce = async (tx: Tx) => {
+      [row] =
+        settled.status === "CAPTURED"
+          ? await enqueueEventAfter<SettledRow, typeof PaymentSucceededSchema>(
+              tx,
+              change,
+              SUBJECTS.paymentSucceeded,
+              PaymentSucceededSchema,
+              { ...ids, amount: { currencyCode: payment.currencyCode, amount: payment.amount } },
+            )
+          : await enqueueEventAfter<SettledRow, typeof PaymentFailedSchema>(
+              tx,
+              change,
+              SUBJECTS.paymentFailed,
+              PaymentFailedSchema,
+              { ...ids, reason: settled.reason, retryable: settled.retryable },
+            );
+    };
+    await processOnce(db, consumer, inboxKey(msg.eventId), async (tx) =>
+      commitWith(() => settleAndAnnounce(tx)),
+    );
+    if (row !== undefined) {
+      log.info(
+        {
+          orderId: payment.orderId,
+          paymentId: payment.id,
+          status: row.status,
+          attempts: row.attempts,
+        },
+        "payment settled",
+      );
     }
   };
 }
 
-/** Another worker settled the payment (and wrote its event) first: nothing to record. */
-class SettledElsewhere extends Error {}
+type SettledRow = { status: string; attempts: number };
 
-/** PENDING → the outcome's status, only if still PENDING; the updated row or undefined. */
-async function settle(tx: Tx, paymentId: string, outcome: Outcome) {
-  const [row] = await tx
+/** PENDING → the outcome's status, only if still PENDING (a statement to embed). */
+function settleStatement(db: PaymentsDb, paymentId: string, outcome: Outcome) {
+  return db
     .update(payments)
     .set({
       status: outcome.status,
@@ -296,8 +304,8 @@ async function settle(tx: Tx, paymentId: string, outcome: Outcome) {
       updatedAt: sql`now()`,
     })
     .where(and(eq(payments.id, paymentId), eq(payments.status, "PENDING")))
-    .returning();
-  return row;
+    .returning({ status: payments.status, attempts: payments.attempts })
+    .getSQL();
 }
 
 /** Handles OrderCancelled for the consumer `consumer` (also its inbox name). */

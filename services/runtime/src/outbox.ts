@@ -8,7 +8,7 @@
 import { randomUUID } from "node:crypto";
 import { create, type DescMessage, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { sql } from "drizzle-orm";
+import { type SQL, sql } from "drizzle-orm";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import {
   bigserial,
@@ -64,27 +64,73 @@ export async function enqueueEvent<Desc extends DescMessage>(
   init: MessageInitShape<Desc>,
   headers: Record<string, string> = {},
 ): Promise<string> {
+  const row = outboxRow(schema, init, headers);
+  await tx.execute(sql`
+    insert into outbox (id, subject, type, payload, headers)
+    values (${row.id}::uuid, ${subject}, ${schema.typeName}, ${row.payload}, ${row.meta}::jsonb)`);
+  // Wakes this process's relay once the transaction commits. Not a NOTIFY: PostgreSQL
+  // serialises the commits of every notifying transaction of the whole server, WAL
+  // flush included, and at saga load that queue was the bottleneck (ADR 0004).
+  signalAfterCommit(OUTBOX_COMMITTED);
+  return row.id;
+}
+
+/**
+ * A change and the event that announces it, in one statement: `change` (an UPDATE,
+ * INSERT or DELETE … RETURNING) runs, and the event is written only if it returned a
+ * row. Resolves with the rows `change` returned (column names as in SQL). For a change
+ * that may find nothing to do — a conditional update another worker won — without a
+ * round trip to look before writing the event.
+ */
+export async function enqueueEventAfter<
+  Row extends Record<string, unknown>,
+  Desc extends DescMessage,
+>(
+  tx: Tx,
+  change: SQL,
+  subject: string,
+  schema: Desc,
+  init: MessageInitShape<Desc>,
+  headers: Record<string, string> = {},
+): Promise<Row[]> {
+  const row = outboxRow(schema, init, headers);
+  const changed = await tx.execute(sql`
+    with changed as (${change}), event as (
+      insert into outbox (id, subject, type, payload, headers)
+      select ${row.id}::uuid, ${subject}, ${schema.typeName}, ${row.payload}, ${row.meta}::jsonb
+      where exists (select 1 from changed)
+    )
+    select * from changed`);
+  // (A change that found nothing wakes the relay for nothing: one empty pass.)
+  signalAfterCommit(OUTBOX_COMMITTED);
+  return changed as unknown as Row[];
+}
+
+/**
+ * The outbox row of an event: its id, which also fills the message's `event_id` (and
+ * `occur_time`); the payload; and the headers — the trace context and request id of the
+ * request or event that caused it, so the relay's publish span and every consumer's span
+ * become its descendants and the saga is one trace.
+ */
+function outboxRow<Desc extends DescMessage>(
+  schema: Desc,
+  init: MessageInitShape<Desc>,
+  headers: Record<string, string>,
+) {
   const id = randomUUID();
   const message = create(schema, {
     ...(init as object),
     eventId: id,
     occurTime: timestampFromDate(new Date()),
   } as unknown as MessageInitShape<Desc>);
-  // The span of the request or event that caused this one: the relay's publish span
-  // and every consumer's span become its descendants, so the saga is one trace.
   const call = currentCall();
   const traced = traceHeaders(call?.trace);
   if (call !== undefined) traced["x-request-id"] = call.requestId;
-  const payload = Buffer.from(toBinary(schema, message));
-  const meta = JSON.stringify({ ...traced, ...headers });
-  await tx.execute(sql`
-    insert into outbox (id, subject, type, payload, headers)
-    values (${id}::uuid, ${subject}, ${schema.typeName}, ${payload}, ${meta}::jsonb)`);
-  // Wakes this process's relay once the transaction commits. Not a NOTIFY: PostgreSQL
-  // serialises the commits of every notifying transaction of the whole server, WAL
-  // flush included, and at saga load that queue was the bottleneck (ADR 0004).
-  signalAfterCommit(OUTBOX_COMMITTED);
-  return id;
+  return {
+    id,
+    payload: Buffer.from(toBinary(schema, message)),
+    meta: JSON.stringify({ ...traced, ...headers }),
+  };
 }
 
 /** The tuned pool's after-commit topic of a transaction that wrote outbox rows. */

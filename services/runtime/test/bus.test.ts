@@ -20,6 +20,7 @@ import {
   type Database,
   type EventMessage,
   enqueueEvent,
+  enqueueEventAfter,
   freePort,
   openDatabase,
   PermanentEventError,
@@ -101,6 +102,29 @@ describe("outbox relay and consumer", () => {
     await consumer.stop();
     await relay.stop();
     await bus.jsm.consumers.delete("SHOP", consumerName);
+  });
+
+  it("writes the event of a change only when the change did something (enqueueEventAfter)", async () => {
+    const subject = `${topic}.after`;
+    const [w] = await database.sql<{ id: number }[]>`
+      insert into widgets (name) values ('pending') returning id`;
+    const settle = () =>
+      database.db.transaction((tx) =>
+        enqueueEventAfter<{ id: number; name: string }, typeof UserRegisteredSchema>(
+          tx,
+          sql`update widgets set name = 'done' where id = ${w?.id} and name = 'pending' returning id, name`,
+          subject,
+          UserRegisteredSchema,
+          { userId: "after" },
+        ),
+      );
+    // Two workers settle the same thing: the first changes it and writes the event, the
+    // second changes nothing and writes none.
+    expect(await settle()).toEqual([{ id: w?.id, name: "done" }]);
+    expect(await settle()).toEqual([]);
+    const [row] = await database.sql<{ n: number }[]>`
+      select count(*)::int as n from outbox where subject = ${subject}`;
+    expect(row?.n).toBe(1);
   });
 
   it("publishes a committed event at once, without waiting for the relay's poll", async () => {
