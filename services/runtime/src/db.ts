@@ -145,6 +145,23 @@ export function tunedPool(sql: postgres.Sql): postgres.Sql {
 }
 
 /**
+ * A drizzle query prepared (`.prepare(name)`) once per database and kept: its SQL is
+ * built once, not on every call. Only for queries run on the pool — a prepared query is
+ * bound to the session it was built on, so not for one inside a transaction.
+ */
+export function preparedPerDatabase<D extends object, Q>(prepare: (db: D) => Q): (db: D) => Q {
+  const prepared = new WeakMap<D, Q>();
+  return (db) => {
+    let query = prepared.get(db);
+    if (query === undefined) {
+      query = prepare(db);
+      prepared.set(db, query);
+    }
+    return query;
+  };
+}
+
+/**
  * Runs statements of one transaction back to back without waiting for each answer:
  * they go out in one socket write, in the order given, and PostgreSQL answers them in
  * that order. Resolves with every result; rejects with the first failure (the ones
