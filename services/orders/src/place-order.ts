@@ -18,7 +18,7 @@ import type { ReservedLine } from "@shopmesh/gen/shop/catalog/v1/inventory_pb.js
 import { OrderPlacedSchema } from "@shopmesh/gen/shop/orders/v1/events_pb.js";
 import type { PlaceOrderRequest } from "@shopmesh/gen/shop/orders/v1/orders_pb.js";
 import type { Claims } from "@shopmesh/runtime/auth.js";
-import { transactionEndingWith } from "@shopmesh/runtime/db.js";
+import { preparedPerDatabase, transactionEndingWith } from "@shopmesh/runtime/db.js";
 import { AbortedError, Code, FailedPreconditionError, RpcError } from "@shopmesh/runtime/errors.js";
 import type { Logger } from "@shopmesh/runtime/logger.js";
 import { enqueueEvent } from "@shopmesh/runtime/outbox.js";
@@ -242,11 +242,17 @@ async function releaseQuietly(
 
 /** Notes that stock is about to be reserved for `orderId` (a retry restarts the clock). */
 async function notePlacement(db: OrdersDb, orderId: string) {
-  await db
-    .insert(placements)
-    .values({ orderId })
-    .onConflictDoUpdate({ target: placements.orderId, set: { startedAt: sql`now()` } });
+  await insertPlacement(db).execute({ orderId });
 }
+
+/** Built once per database: every order runs it, outside any transaction. */
+const insertPlacement = preparedPerDatabase((db: OrdersDb) =>
+  db
+    .insert(placements)
+    .values({ orderId: sql.placeholder("orderId") })
+    .onConflictDoUpdate({ target: placements.orderId, set: { startedAt: sql`now()` } })
+    .prepare("orders_note_placement"),
+);
 
 async function forgetPlacement(db: OrdersDb, orderId: string) {
   await db.delete(placements).where(eq(placements.orderId, orderId));
