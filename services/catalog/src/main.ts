@@ -15,6 +15,7 @@ import { createIdentityVerifier } from "@shopmesh/runtime/auth.js";
 import { connectBus, startOutboxRelay } from "@shopmesh/runtime/bus.js";
 import { createGrpcServer } from "@shopmesh/runtime/grpc-server.js";
 import { createLogger } from "@shopmesh/runtime/logger.js";
+import { startRetention } from "@shopmesh/runtime/retention.js";
 import { onShutdown } from "@shopmesh/runtime/shutdown.js";
 import { loadCatalogConfig } from "./config.js";
 import { openCatalogDatabase } from "./db/database.js";
@@ -32,6 +33,7 @@ try {
   });
   const bus = await connectBus({ url: config.NATS_URL, name: "catalog", logger });
   const relay = startOutboxRelay({ sql: database.sql, bus, logger });
+  const retention = startRetention({ sql: database.sql, logger });
   if (config.SEED_DEMO_CATALOG) {
     logger.info({ inserted: await seedDemoCatalog(database.db) }, "demo catalog seeded");
   }
@@ -49,6 +51,7 @@ try {
   onShutdown(logger, [
     { name: "grpc server", run: () => server.shutdown() },
     { name: "outbox relay", run: () => relay.stop() },
+    { name: "retention", run: () => retention.stop() },
     { name: "nats", run: () => bus.close() },
     { name: "database", run: () => database.close() },
     { name: "admin server", run: () => admin.close() },

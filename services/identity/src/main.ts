@@ -13,6 +13,7 @@ import { startAdminServer, whenServing } from "@shopmesh/runtime/admin-server.js
 import { connectBus, startOutboxRelay } from "@shopmesh/runtime/bus.js";
 import { createGrpcServer } from "@shopmesh/runtime/grpc-server.js";
 import { createLogger } from "@shopmesh/runtime/logger.js";
+import { startRetention } from "@shopmesh/runtime/retention.js";
 import { onShutdown } from "@shopmesh/runtime/shutdown.js";
 import { ensureAdmin } from "./admin.js";
 import { loadIdentityConfigOrExit } from "./config.js";
@@ -28,6 +29,7 @@ try {
   const database = await openIdentityDatabase(config.DATABASE_URL, { logger });
   const bus = await connectBus({ url: config.NATS_URL, name: "identity", logger });
   const relay = startOutboxRelay({ sql: database.sql, bus, logger });
+  const retention = startRetention({ sql: database.sql, logger });
   const keys = await loadSigningKeys(database.db, { privateJwk: config.JWT_PRIVATE_JWK });
   if (config.ADMIN_EMAIL !== undefined && config.ADMIN_PASSWORD !== undefined) {
     const outcome = await ensureAdmin(database.db, {
@@ -48,6 +50,7 @@ try {
   onShutdown(logger, [
     { name: "grpc server", run: () => server.shutdown() },
     { name: "outbox relay", run: () => relay.stop() },
+    { name: "retention", run: () => retention.stop() },
     { name: "nats", run: () => bus.close() },
     { name: "database", run: () => database.close() },
     { name: "admin server", run: () => admin.close() },

@@ -16,6 +16,7 @@ import { createIdentityVerifier } from "@shopmesh/runtime/auth.js";
 import { connectBus } from "@shopmesh/runtime/bus.js";
 import { createGrpcServer } from "@shopmesh/runtime/grpc-server.js";
 import { createLogger } from "@shopmesh/runtime/logger.js";
+import { startRetention } from "@shopmesh/runtime/retention.js";
 import { onShutdown } from "@shopmesh/runtime/shutdown.js";
 import { loadNotificationsConfig } from "./config.js";
 import { openNotificationsDatabase } from "./db/database.js";
@@ -39,6 +40,7 @@ try {
     logger,
   });
   const bus = await connectBus({ url: config.NATS_URL, name: "notifications", logger });
+  const retention = startRetention({ sql: database.sql, logger });
   const delivery = createDelivery({
     smtpUrl: config.SMTP_URL,
     smtpFrom: config.SMTP_FROM,
@@ -75,6 +77,7 @@ try {
       },
     },
     { name: "nats", run: () => bus.close() },
+    { name: "retention", run: () => retention.stop() },
     { name: "database", run: () => database.close() },
     { name: "admin server", run: () => admin.close() },
   ]);

@@ -18,6 +18,7 @@ import { connectBus, startOutboxRelay } from "@shopmesh/runtime/bus.js";
 import { createGrpcClient } from "@shopmesh/runtime/grpc-client.js";
 import { createGrpcServer } from "@shopmesh/runtime/grpc-server.js";
 import { createLogger } from "@shopmesh/runtime/logger.js";
+import { startRetention } from "@shopmesh/runtime/retention.js";
 import { onShutdown } from "@shopmesh/runtime/shutdown.js";
 import { loadOrdersConfig } from "./config.js";
 import { openOrdersDatabase } from "./db/database.js";
@@ -37,6 +38,7 @@ try {
   });
   const bus = await connectBus({ url: config.NATS_URL, name: "orders", logger });
   const relay = startOutboxRelay({ sql: database.sql, bus, logger });
+  const retention = startRetention({ sql: database.sql, logger });
   const identity = createGrpcClient(IdentityService, config.IDENTITY_ADDR, {
     timeoutMs: DOWNSTREAM_TIMEOUT_MS,
   });
@@ -71,6 +73,7 @@ try {
     { name: "consumers", run: () => consumers.stop() },
     { name: "placement sweeper", run: () => sweeper.stop() },
     { name: "outbox relay", run: () => relay.stop() },
+    { name: "retention", run: () => retention.stop() },
     { name: "bus", run: () => bus.close() },
     {
       name: "clients",

@@ -14,6 +14,7 @@ import { createIdentityVerifier } from "@shopmesh/runtime/auth.js";
 import { connectBus, startOutboxRelay } from "@shopmesh/runtime/bus.js";
 import { createGrpcServer } from "@shopmesh/runtime/grpc-server.js";
 import { createLogger } from "@shopmesh/runtime/logger.js";
+import { startRetention } from "@shopmesh/runtime/retention.js";
 import { onShutdown } from "@shopmesh/runtime/shutdown.js";
 import { loadPaymentsConfig } from "./config.js";
 import { openPaymentsDatabase } from "./db/database.js";
@@ -32,6 +33,7 @@ try {
   });
   const bus = await connectBus({ url: config.NATS_URL, name: "payments", logger });
   const relay = startOutboxRelay({ sql: database.sql, bus, logger });
+  const retention = startRetention({ sql: database.sql, logger });
   const consumers = await startPaymentConsumers({
     db: database.db,
     bus,
@@ -51,6 +53,7 @@ try {
     { name: "grpc server", run: () => server.shutdown() },
     { name: "consumers", run: () => consumers.stop() },
     { name: "outbox relay", run: () => relay.stop() },
+    { name: "retention", run: () => retention.stop() },
     { name: "nats", run: () => bus.close() },
     { name: "database", run: () => database.close() },
     { name: "admin server", run: () => admin.close() },

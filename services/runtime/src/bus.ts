@@ -27,7 +27,7 @@ import {
   headers as natsHeaders,
 } from "@nats-io/transport-node";
 import { sql } from "drizzle-orm";
-import { pgTable, primaryKey, text, timestamp, uuid } from "drizzle-orm/pg-core";
+import { index, pgTable, primaryKey, text, timestamp, uuid } from "drizzle-orm/pg-core";
 import type postgres from "postgres";
 import { type CallContext, runWithCall } from "./context.js";
 import { CommitWith, commitWith, onCommitted, pipelined } from "./db.js";
@@ -43,6 +43,8 @@ import { endSpan, extractTrace, injectTrace, type Span, SpanKind, startSpan } fr
 
 /** The one stream of domain events. */
 export const STREAM = "SHOP";
+/** How long the stream keeps a message (and a new consumer can still be given it). */
+export const STREAM_MAX_AGE_MS = 7 * 24 * 3600_000;
 /** Where messages go after their last failed delivery, kept for a human to look at. */
 export const DLQ_STREAM = "SHOP_DLQ";
 
@@ -91,7 +93,7 @@ export async function connectBus(options: {
     storage: StorageType.File,
     retention: RetentionPolicy.Limits,
     duplicate_window: nanos(2 * 60_000),
-    max_age: nanos(7 * 24 * 3600_000),
+    max_age: nanos(STREAM_MAX_AGE_MS),
   });
   await ensureStream(jsm, {
     name: DLQ_STREAM,
@@ -338,7 +340,11 @@ export const inbox = pgTable(
     eventId: uuid("event_id").notNull(),
     processedAt: timestamp("processed_at", { withTimezone: true }).notNull().defaultNow(),
   },
-  (t) => [primaryKey({ columns: [t.consumer, t.eventId] })],
+  (t) => [
+    primaryKey({ columns: [t.consumer, t.eventId] }),
+    // Retention deletes the oldest rows (retention.ts).
+    index("inbox_processed_at").on(t.processedAt),
+  ],
 );
 
 /** Any drizzle database that can open a transaction. */

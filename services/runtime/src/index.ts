@@ -16,6 +16,7 @@ export * from "./metrics.js";
 export * from "./outbox.js";
 export * from "./page-token.js";
 export * from "./reflection.js";
+export * from "./retention.js";
 export * from "./shutdown.js";
 export * from "./telemetry.js";
 export * from "./tracing.js";
