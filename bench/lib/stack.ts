@@ -11,7 +11,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SERVICE_NAMES } from "@shopmesh/launcher/config.js";
 import { type LauncherRun, runLauncher } from "@shopmesh/launcher/spawn-stack.js";
+import { dropServiceDatabase } from "@shopmesh/runtime/db.js";
 import { freePorts } from "@shopmesh/runtime/embedded-postgres.js";
+import postgres from "postgres";
 
 export const repoRoot = new URL("../../", import.meta.url).pathname;
 
@@ -107,6 +109,9 @@ export async function startStack(
   const stop = async () => {
     await launcher.stop();
     rmSync(dataDir, { recursive: true, force: true });
+    // On a server of the machine's (PG_URL), the run's databases and roles go too; the
+    // embedded server's data went with the data directory.
+    if (givenPg !== undefined) await dropDatabases(givenPg, dbPrefix);
   };
   const info = (): StackInfo =>
     JSON.parse(readFileSync(join(dataDir, "stack.json"), "utf8")) as StackInfo;
@@ -128,4 +133,16 @@ export async function startStack(
     output: launcher.output,
     stop,
   };
+}
+
+/** Drops every database (and its role) whose name starts with `prefix`. */
+async function dropDatabases(adminUrl: string, prefix: string): Promise<void> {
+  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  try {
+    const rows = await admin<{ datname: string }[]>`
+      select datname from pg_database where starts_with(datname, ${prefix})`;
+    for (const { datname } of rows) await dropServiceDatabase(adminUrl, datname);
+  } finally {
+    await admin.end({ timeout: 5 });
+  }
 }
