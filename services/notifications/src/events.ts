@@ -335,6 +335,8 @@ export function createEventHandler(
       },
       // The user's address and name, read in the same write as the inbox insert.
       (tx: Tx) => findRecipient(tx, parsed.userId),
+      // Applied in batches with other users' events (never two of one user).
+      parsed.userId,
     );
     if (applied && settled !== undefined) return settled.hand();
     // Applied before, yet redelivered: the last try may have died between commit and

@@ -105,6 +105,8 @@ export async function startOrderConsumers(deps: OrderConsumersDeps): Promise<Ord
         },
         // The order, locked, read in the same write as the inbox insert.
         (tx: Tx) => lockOrder(tx, orderId),
+        // Applied in batches with other orders' events (never two of one order).
+        orderId,
       );
     };
     const backoff = deps.backoffMs === undefined ? {} : { backoffMs: deps.backoffMs };

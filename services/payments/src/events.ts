@@ -274,8 +274,14 @@ export function createOrderPlacedHandler(deps: PaymentEventDeps, consumer: strin
               { ...ids, reason: settled.reason, retryable: settled.retryable },
             );
     };
-    await processOnce(db, consumer, inboxKey(msg.eventId), async (tx) =>
-      commitWith(() => settleAndAnnounce(tx)),
+    // Applied in batches with other orders' payments (never two of one order).
+    await processOnce(
+      db,
+      consumer,
+      inboxKey(msg.eventId),
+      async (tx) => commitWith(() => settleAndAnnounce(tx)),
+      undefined,
+      payment.orderId,
     );
     if (row !== undefined) {
       log.info(

@@ -31,6 +31,7 @@ import { index, pgTable, primaryKey, text, timestamp, uuid } from "drizzle-orm/p
 import type postgres from "postgres";
 import { type CallContext, runWithCall } from "./context.js";
 import { CommitWith, commitWith, onCommitted, pipelined } from "./db.js";
+import { applyBatched, type InboxEvent } from "./event-batches.js";
 import type { Logger } from "./logger.js";
 import {
   createConsumerMetrics,
@@ -361,6 +362,10 @@ export interface TransactionalDb {
  * is about, locked. It runs for a duplicate too, so it must change nothing. `effect`
  * may return `commitWith(...)` (runtime/db.ts): its last statements then go out with
  * COMMIT in one write.
+ *
+ * `key`, when given, names what the effect changes (an order id, a user id): events
+ * with keys are applied in batches, one transaction for several at once, never two of
+ * one key together (event-batches.ts).
  */
 export async function processOnce<P = undefined>(
   db: TransactionalDb,
@@ -369,17 +374,31 @@ export async function processOnce<P = undefined>(
   /** Its answer is ignored, unless it is `commitWith(...)`'s. */
   effect: (tx: Tx, prefetched: P) => Promise<unknown>,
   prefetch?: (tx: Tx) => PromiseLike<P>,
+  key?: string,
 ): Promise<boolean> {
+  const event: InboxEvent<P> = {
+    consumer,
+    eventId,
+    effect,
+    prefetch,
+    record: (tx) =>
+      tx.execute(
+        sql`insert into inbox (consumer, event_id) values (${consumer}, ${eventId}) on conflict do nothing returning event_id`,
+      ) as unknown as PromiseLike<unknown[]>,
+  };
+  if (key === undefined) return applyAlone(db, event);
+  return applyBatched(db, event as InboxEvent<unknown>, key, (e) => applyAlone(db, e));
+}
+
+/** One event, one transaction. */
+async function applyAlone<P>(db: TransactionalDb, event: InboxEvent<P>): Promise<boolean> {
   const outcome = await db.transaction(async (tx) => {
     const [inserted, prefetched] = await pipelined(
-      () =>
-        tx.execute(
-          sql`insert into inbox (consumer, event_id) values (${consumer}, ${eventId}) on conflict do nothing returning event_id`,
-        ),
-      () => prefetch?.(tx) ?? Promise.resolve(undefined as P),
+      () => event.record(tx),
+      () => event.prefetch?.(tx) ?? Promise.resolve(undefined as P),
     );
-    if ((inserted as unknown as unknown[]).length === 0) return false;
-    const ending = await effect(tx, prefetched);
+    if (inserted.length === 0) return false;
+    const ending = await event.effect(tx, prefetched);
     return ending instanceof CommitWith ? ending : true;
   });
   return outcome !== false;

@@ -54,19 +54,30 @@ export async function openTestDatabase<D extends { close(): Promise<void> }>(
 }
 
 /**
- * A TCP relay to the PostgreSQL server of `url` that counts what the client sends, write
- * by write (as the segments arrive): how tests tell how many round trips something costs.
- * `url` is `url` through the relay.
+ * A TCP relay to the PostgreSQL server of `target` that counts what the client sends:
+ * writes (as the segments arrive), how tests tell how many round trips something costs,
+ * and COMMITs, how many transactions. `url` is `target` through the relay.
  */
-export async function startCountingRelay(
-  target: string,
-): Promise<{ url: string; take(): number; close(): Promise<void> }> {
+export async function startCountingRelay(target: string): Promise<{
+  url: string;
+  /** Writes since the last call. */
+  take(): number;
+  /** COMMITs sent since the last call. */
+  commits(): number;
+  close(): Promise<void>;
+}> {
   const to = new URL(target);
   let writes = 0;
+  let commits = 0;
   const server = net.createServer((client) => {
     const upstream = net.connect(Number(to.port || 5432), to.hostname);
-    client.on("data", (d) => {
+    let tail = "";
+    client.on("data", (d: Buffer) => {
       writes++;
+      // The statement text travels as is; keep a tail so a word split across writes counts.
+      const text = tail + d.toString("latin1");
+      commits += text.match(/\bcommit\b/gi)?.length ?? 0;
+      tail = text.slice(-5);
       upstream.write(d);
     });
     upstream.on("data", (d) => client.write(d));
@@ -84,6 +95,11 @@ export async function startCountingRelay(
     take: () => {
       const n = writes;
       writes = 0;
+      return n;
+    },
+    commits: () => {
+      const n = commits;
+      commits = 0;
       return n;
     },
     close: () =>
