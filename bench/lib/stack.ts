@@ -103,12 +103,12 @@ export async function startStack(
       onLine: log,
     });
   } catch (err) {
-    rmSync(dataDir, { recursive: true, force: true });
+    rmSync(dataDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
     throw err;
   }
   const stop = async () => {
     await launcher.stop();
-    rmSync(dataDir, { recursive: true, force: true });
+    rmSync(dataDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
     // On a server of the machine's (PG_URL), the run's databases and roles go too; the
     // embedded server's data went with the data directory.
     if (givenPg !== undefined) await dropDatabases(givenPg, dbPrefix);

@@ -6,6 +6,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
+import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -81,10 +82,15 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   };
   delete env["DATABASE_URL"];
   const cleanUp = async () => {
-    nats?.kill("SIGKILL");
+    if (nats !== undefined && nats.exitCode === null && nats.signalCode === null) {
+      const exited = once(nats, "exit");
+      nats.kill("SIGKILL");
+      await exited;
+    }
     for (const name of DOMAIN_SERVICES)
       await dropServiceDatabase(pgUrl, `${dbPrefix}${name}`).catch(() => undefined);
-    rmSync(dataDir, { recursive: true, force: true });
+    // Retried: a process that has just exited may still have files appear in it for a moment.
+    rmSync(dataDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
   };
   let launcher: LauncherRun;
   try {

@@ -328,7 +328,7 @@ export async function startPrivateNats(): Promise<{ url: string; stop(): Promise
         server.kill("SIGTERM");
         await once(server, "exit");
       }
-      rmSync(dir, { recursive: true, force: true });
+      rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
     },
   };
 }
