@@ -261,9 +261,13 @@ describe("NATS outages", () => {
     port = await freePort();
     await startNats();
   });
-  afterAll(() => {
-    nats?.kill("SIGKILL");
-    rmSync(dir, { recursive: true, force: true });
+  afterAll(async () => {
+    if (nats !== undefined && nats.exitCode === null && nats.signalCode === null) {
+      const exited = new Promise((r) => nats?.once("exit", r));
+      nats.kill("SIGKILL");
+      await exited;
+    }
+    rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
   });
 
   it("keeps events in the outbox while NATS is down and publishes them when it returns", async () => {
