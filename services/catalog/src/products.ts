@@ -1,7 +1,6 @@
 /**
- * Pieces shared by the catalog's handlers: `productToProto` (row → message),
- * `noteStockChange` (the optional StockLow event), `pgErrorCode` (Postgres error
- * codes through drizzle's wrapping).
+ * Pieces shared by the catalog's handlers: `productToProto` (row → message) and
+ * `noteStockChange` (the optional StockLow event).
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
@@ -44,20 +43,3 @@ export async function noteStockChange(
     stock: product.stock,
   });
 }
-
-/**
- * The SQLSTATE of a Postgres error, looking through drizzle's DrizzleQueryError
- * (which keeps the driver's error as `cause`), with the constraint it names.
- */
-export function pgErrorCode(err: unknown): { code: string; constraint?: string } | undefined {
-  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 5; depth++) {
-    const { code, constraint_name } = e as { code?: unknown; constraint_name?: unknown };
-    if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) {
-      return typeof constraint_name === "string" ? { code, constraint: constraint_name } : { code };
-    }
-    e = e.cause;
-  }
-  return undefined;
-}
-
-export const UNIQUE_VIOLATION = "23505";

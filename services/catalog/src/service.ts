@@ -18,6 +18,7 @@ import {
   type TokenVerifier,
 } from "@shopmesh/runtime/auth.js";
 import type { CallContext } from "@shopmesh/runtime/context.js";
+import { pgErrorCode, UNIQUE_VIOLATION } from "@shopmesh/runtime/db.js";
 import {
   AlreadyExistsError,
   FailedPreconditionError,
@@ -30,7 +31,7 @@ import type { CatalogDb } from "./db/database.js";
 import { products } from "./db/schema.js";
 import { createInventoryService } from "./inventory.js";
 import { type ListScope, pageTokens } from "./page-token.js";
-import { noteStockChange, pgErrorCode, productToProto, UNIQUE_VIOLATION } from "./products.js";
+import { noteStockChange, productToProto } from "./products.js";
 
 export interface CatalogDeps {
   db: CatalogDb;

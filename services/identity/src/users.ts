@@ -6,7 +6,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { UserRegisteredSchema } from "@shopmesh/gen/shop/identity/v1/events_pb.js";
 import { Role, type UserSchema } from "@shopmesh/gen/shop/identity/v1/identity_pb.js";
-import { preparedPerDatabase } from "@shopmesh/runtime/db.js";
+import { pgErrorCode, preparedPerDatabase, UNIQUE_VIOLATION } from "@shopmesh/runtime/db.js";
 import { enqueueEvent } from "@shopmesh/runtime/outbox.js";
 import { eq, sql } from "drizzle-orm";
 import type { IdentityDb } from "./db/database.js";
@@ -103,8 +103,5 @@ export function toUserProto(row: UserRow): MessageInitShape<typeof UserSchema> {
 
 /** Postgres unique_violation (23505), whether drizzle wrapped the driver's error or not. */
 export function isUniqueViolation(err: unknown): boolean {
-  for (let e = err; e instanceof Error; e = e.cause) {
-    if ((e as { code?: unknown }).code === "23505") return true;
-  }
-  return false;
+  return pgErrorCode(err)?.code === UNIQUE_VIOLATION;
 }

@@ -18,7 +18,12 @@ import type { ReservedLine } from "@shopmesh/gen/shop/catalog/v1/inventory_pb.js
 import { OrderPlacedSchema } from "@shopmesh/gen/shop/orders/v1/events_pb.js";
 import type { PlaceOrderRequest } from "@shopmesh/gen/shop/orders/v1/orders_pb.js";
 import type { Claims } from "@shopmesh/runtime/auth.js";
-import { preparedPerDatabase, transactionEndingWith } from "@shopmesh/runtime/db.js";
+import {
+  pgErrorCode,
+  preparedPerDatabase,
+  transactionEndingWith,
+  UNIQUE_VIOLATION,
+} from "@shopmesh/runtime/db.js";
 import { AbortedError, Code, FailedPreconditionError, RpcError } from "@shopmesh/runtime/errors.js";
 import type { Logger } from "@shopmesh/runtime/logger.js";
 import { enqueueEvent } from "@shopmesh/runtime/outbox.js";
@@ -157,7 +162,7 @@ export async function placeOrder(
     // Compensation of step 3: no order was written, so the stock goes back.
     if (await releaseQuietly(deps.inventory, orderId, logger))
       await forgetPlacement(db, orderId).catch(() => undefined);
-    if (pgCode(err) === DIVISION_BY_ZERO) {
+    if (pgErrorCode(err)?.code === DIVISION_BY_ZERO) {
       throw new AbortedError(
         "placing the order took too long and its stock reservation was given back; place it again",
       );
@@ -261,22 +266,8 @@ async function forgetPlacement(db: OrdersDb, orderId: string) {
 /** The placements guard's failure: the sweeper took the row first. */
 const DIVISION_BY_ZERO = "22012";
 
-/** The SQLSTATE of a Postgres error, through drizzle's error wrapping. */
-function pgCode(err: unknown): string | undefined {
-  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 5; depth++) {
-    const { code } = e as { code?: unknown };
-    if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) return code;
-    e = e.cause;
-  }
-  return undefined;
-}
-
 /** Postgres unique violation (23505) on `constraint`, through drizzle's error wrapping. */
 function isConstraintViolation(err: unknown, constraint: string): boolean {
-  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 5; depth++) {
-    const { code, constraint_name } = e as { code?: unknown; constraint_name?: unknown };
-    if (code === "23505" && constraint_name === constraint) return true;
-    e = e.cause;
-  }
-  return false;
+  const pg = pgErrorCode(err);
+  return pg?.code === UNIQUE_VIOLATION && pg.constraint === constraint;
 }

@@ -272,6 +272,23 @@ function notifyCommitted(pool: postgres.Sql, signals: Set<string>) {
   }
 }
 
+/**
+ * The SQLSTATE of a Postgres error, looking through drizzle's DrizzleQueryError
+ * (which keeps the driver's error as `cause`), with the constraint it names.
+ */
+export function pgErrorCode(err: unknown): { code: string; constraint?: string } | undefined {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 5; depth++) {
+    const { code, constraint_name } = e as { code?: unknown; constraint_name?: unknown };
+    if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) {
+      return typeof constraint_name === "string" ? { code, constraint: constraint_name } : { code };
+    }
+    e = e.cause;
+  }
+  return undefined;
+}
+
+export const UNIQUE_VIOLATION = "23505";
+
 /** COMMIT found the transaction aborted by a statement whose error `fn` caught. */
 export class TransactionRolledBack extends Error {
   override name = "TransactionRolledBack";
