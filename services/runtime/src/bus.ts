@@ -30,7 +30,7 @@ import { sql } from "drizzle-orm";
 import { index, pgTable, primaryKey, text, timestamp, uuid } from "drizzle-orm/pg-core";
 import type postgres from "postgres";
 import { type CallContext, runWithCall } from "./context.js";
-import { CommitWith, commitWith, onCommitted, pipelined } from "./db.js";
+import { CommitWith, commitWith, onCommitted, pipelined, type TransactionalDb } from "./db.js";
 import { applyBatched, type InboxEvent } from "./event-batches.js";
 import type { Logger } from "./logger.js";
 import {
@@ -348,10 +348,7 @@ export const inbox = pgTable(
   ],
 );
 
-/** Any drizzle database that can open a transaction. */
-export interface TransactionalDb {
-  transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T>;
-}
+export type { TransactionalDb } from "./db.js";
 
 /**
  * Runs `effect` in a transaction that also records (consumer, eventId) in the inbox.

@@ -184,6 +184,11 @@ export function pipelined<T extends readonly unknown[]>(
   return Promise.all(started) as unknown as Promise<T>;
 }
 
+/** Any drizzle database that can open a transaction. */
+export interface TransactionalDb {
+  transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T>;
+}
+
 /**
  * What a transaction callback returns to end with these statements: tunedPool's begin
  * writes COMMIT right behind them instead of waiting for their answers (`commitWith`).
@@ -212,7 +217,7 @@ export function commitWith(...statements: (() => PromiseLike<unknown>)[]): Commi
  * made by `tunedPool` (openDatabase's).
  */
 export async function transactionEndingWith<T extends readonly unknown[]>(
-  db: { transaction<R>(fn: (tx: Tx) => Promise<R>): Promise<R> },
+  db: TransactionalDb,
   statements: (tx: Tx) => { [K in keyof T]: () => PromiseLike<T[K]> },
 ): Promise<T> {
   const result: unknown = await db.transaction(async (tx) => commitWith(...statements(tx)));

@@ -14,9 +14,8 @@
  *   again on its own, so one bad event fails alone. An effect may therefore run twice,
  *   which it must already survive: any transaction can fail after its effect ran.
  */
-import type { TransactionalDb } from "./bus.js";
 import { type CallContext, currentCall, runWithCall } from "./context.js";
-import { CommitWith, pipelined } from "./db.js";
+import { CommitWith, pipelined, type TransactionalDb } from "./db.js";
 import type { Tx } from "./outbox.js";
 
 export interface InboxEvent<P> {
