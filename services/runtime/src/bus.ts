@@ -30,8 +30,8 @@ import { sql } from "drizzle-orm";
 import { index, pgTable, primaryKey, text, timestamp, uuid } from "drizzle-orm/pg-core";
 import type postgres from "postgres";
 import { type CallContext, runWithCall } from "./context.js";
-import { CommitWith, commitWith, onCommitted, pipelined, type TransactionalDb } from "./db.js";
-import { applyBatched, type InboxEvent } from "./event-batches.js";
+import { commitWith, onCommitted, pipelined, type TransactionalDb } from "./db.js";
+import { applyAlone, applyBatched, type InboxEvent } from "./event-batches.js";
 import type { Logger } from "./logger.js";
 import {
   createConsumerMetrics,
@@ -384,21 +384,7 @@ export async function processOnce<P = undefined>(
       ) as unknown as PromiseLike<unknown[]>,
   };
   if (key === undefined) return applyAlone(db, event);
-  return applyBatched(db, event as InboxEvent<unknown>, key, (e) => applyAlone(db, e));
-}
-
-/** One event, one transaction. */
-async function applyAlone<P>(db: TransactionalDb, event: InboxEvent<P>): Promise<boolean> {
-  const outcome = await db.transaction(async (tx) => {
-    const [inserted, prefetched] = await pipelined(
-      () => event.record(tx),
-      () => event.prefetch?.(tx) ?? Promise.resolve(undefined as P),
-    );
-    if (inserted.length === 0) return false;
-    const ending = await event.effect(tx, prefetched);
-    return ending instanceof CommitWith ? ending : true;
-  });
-  return outcome !== false;
+  return applyBatched(db, event as InboxEvent<unknown>, key);
 }
 
 export interface EventMessage {

@@ -43,10 +43,7 @@ class Batcher {
   private readonly busyKeys = new Set<string>();
   private inFlight = 0;
 
-  constructor(
-    private readonly db: TransactionalDb,
-    private readonly alone: (event: InboxEvent<unknown>) => Promise<boolean>,
-  ) {}
+  constructor(private readonly db: TransactionalDb) {}
 
   submit(event: InboxEvent<unknown>, key: string): Promise<boolean> {
     return new Promise<boolean>((done, failed) => {
@@ -97,10 +94,10 @@ class Batcher {
     }
     await Promise.all(
       batch.map((m) =>
-        (m.call === undefined ? this.alone(m) : runWithCall(m.call, () => this.alone(m))).then(
-          m.done,
-          m.failed,
-        ),
+        (m.call === undefined
+          ? applyAlone(this.db, m)
+          : runWithCall(m.call, () => applyAlone(this.db, m))
+        ).then(m.done, m.failed),
       ),
     );
   }
@@ -138,12 +135,25 @@ export function applyBatched(
   db: TransactionalDb,
   event: InboxEvent<unknown>,
   key: string,
-  alone: (event: InboxEvent<unknown>) => Promise<boolean>,
 ): Promise<boolean> {
   let batcher = batchers.get(db);
   if (batcher === undefined) {
-    batcher = new Batcher(db, alone);
+    batcher = new Batcher(db);
     batchers.set(db, batcher);
   }
   return batcher.submit(event, key);
+}
+
+/** One event, one transaction. */
+export async function applyAlone<P>(db: TransactionalDb, event: InboxEvent<P>): Promise<boolean> {
+  const outcome = await db.transaction(async (tx) => {
+    const [inserted, prefetched] = await pipelined(
+      () => event.record(tx),
+      () => event.prefetch?.(tx) ?? Promise.resolve(undefined as P),
+    );
+    if (inserted.length === 0) return false;
+    const ending = await event.effect(tx, prefetched);
+    return ending instanceof CommitWith ? ending : true;
+  });
+  return outcome !== false;
 }
