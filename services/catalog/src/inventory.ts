@@ -21,7 +21,7 @@ import {
   type ReleaseStockRequest,
   type ReserveStockRequest,
 } from "@shopmesh/gen/shop/catalog/v1/inventory_pb.js";
-import { transactionEndingWith } from "@shopmesh/runtime/db.js";
+import { reusable, transactionEndingWith } from "@shopmesh/runtime/db.js";
 import {
   FailedPreconditionError,
   InvalidArgumentError,
@@ -105,17 +105,14 @@ async function reserveAtOnce(
   try {
     const [, ...results] = await transactionEndingWith(deps.db, (tx) => [
       // No ON CONFLICT: an order reserved already fails on the key, and so does all of it.
-      () => tx.insert(reservations).values({ orderId }),
+      () => insertReservation(tx, { orderId }),
       ...ordered.map(
         ([position, item]) =>
           () =>
             take(tx, orderId, position, item, floor),
       ),
       // PostgreSQL has no assertion statement: a division by zero is the failure.
-      () =>
-        tx.execute(sql`
-          select 1 / (count(*) = ${ordered.length})::int as all_taken
-          from reservation_lines where order_id = ${orderId}`),
+      () => checkAllTaken(tx, { orderId, lines: ordered.length }),
     ]);
     const taken = results.slice(0, ordered.length) as TakenRow[][];
     const lines: LineRow[] = [];
@@ -147,14 +144,9 @@ async function reserveCarefully(
 ): Promise<LineRow[] | "already reserved"> {
   try {
     return await deps.db.transaction(async (tx) => {
-      const claiming = tx
-        .insert(reservations)
-        .values({ orderId })
-        .onConflictDoNothing({ target: reservations.orderId })
-        .returning({ orderId: reservations.orderId });
-      // Sent in this order: a statement starts when its promise is first awaited.
+      // Sent in this order, in one write: each statement starts when it is called.
       const [claim, ...taken] = (await Promise.allSettled([
-        claiming,
+        claimReservation(tx, { orderId }),
         ...ordered.map(([position, item]) => take(tx, orderId, position, item, -1)),
       ])) as [PromiseSettledResult<{ orderId: string }[]>, ...PromiseSettledResult<TakenRow[]>[]];
       if (claim.status === "rejected") throw claim.reason;
@@ -222,19 +214,57 @@ interface TakenRow {
  * taken.
  */
 function take(tx: Tx, orderId: string, position: number, item: Item, floor: number) {
-  return tx.execute<TakenRow & Record<string, unknown>>(sql`
+  return takeLine(tx, {
+    orderId,
+    position,
+    productId: item.productId,
+    quantity: item.quantity,
+    floor,
+  }) as Promise<TakenRow[]>;
+}
+
+/** ReserveStock's statements, built once (every order runs them). */
+const takeLine = reusable(() => {
+  const quantity = sql.placeholder("quantity");
+  return sql`
     with taken as (
-      update products set stock = stock - ${item.quantity}, updated_at = now()
-      where id = ${item.productId} and active and stock - ${item.quantity} > ${floor}
+      update products set stock = stock - ${quantity}::int, updated_at = now()
+      where id = ${sql.placeholder("productId")} and active
+        and stock - ${quantity}::int > ${sql.placeholder("floor")}::int
       returning id, sku, name, stock, price_amount, currency_code
     ), line as (
       insert into reservation_lines
         (order_id, product_id, position, sku, name, quantity, unit_price_amount, currency_code)
-      select ${orderId}, id, ${position}, sku, name, ${item.quantity}, price_amount, currency_code
+      select ${sql.placeholder("orderId")}, id, ${sql.placeholder("position")}, sku, name,
+        ${quantity}::int, price_amount, currency_code
       from taken
     )
-    select id, sku, name, stock, price_amount::text, currency_code from taken`);
-}
+    select id, sku, name, stock, price_amount::text, currency_code from taken`;
+});
+
+const insertReservation = reusable((db) =>
+  db
+    .insert(reservations)
+    .values({ orderId: sql.placeholder("orderId") })
+    .prepare("catalog_insert_reservation"),
+);
+
+/** The careful path's claim: no row back when the order is reserved already. */
+const claimReservation = reusable((db) =>
+  db
+    .insert(reservations)
+    .values({ orderId: sql.placeholder("orderId") })
+    .onConflictDoNothing({ target: reservations.orderId })
+    .returning({ orderId: reservations.orderId })
+    .prepare("catalog_claim_reservation"),
+);
+
+/** PostgreSQL has no assertion statement: a division by zero is the failure. */
+const checkAllTaken = reusable(
+  () => sql`
+    select 1 / (count(*) = ${sql.placeholder("lines")}::int)::int as all_taken
+    from reservation_lines where order_id = ${sql.placeholder("orderId")}`,
+);
 
 function lineOf(orderId: string, position: number, quantity: number, p: TakenRow): LineRow {
   return {

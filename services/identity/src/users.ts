@@ -6,7 +6,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { UserRegisteredSchema } from "@shopmesh/gen/shop/identity/v1/events_pb.js";
 import { Role, type UserSchema } from "@shopmesh/gen/shop/identity/v1/identity_pb.js";
-import { pgErrorCode, preparedPerDatabase, UNIQUE_VIOLATION } from "@shopmesh/runtime/db.js";
+import { pgErrorCode, reusable, UNIQUE_VIOLATION } from "@shopmesh/runtime/db.js";
 import { enqueueEvent } from "@shopmesh/runtime/outbox.js";
 import { eq, sql } from "drizzle-orm";
 import type { IdentityDb } from "./db/database.js";
@@ -60,16 +60,15 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export async function findUserById(db: IdentityDb, id: string): Promise<UserRow | undefined> {
   // A token's `sub` is not validated like a request field; Postgres would reject a non-UUID.
   if (!UUID.test(id)) return undefined;
-  const [row] = await userById(db).execute({ id });
+  const [row] = await userById(db, { id });
   return row;
 }
 
 /**
  * The query behind GetUser and GetMe (orders calls GetUser for every order), built once
- * per database rather than per call: drizzle's query building was 12 % of identity's CPU
- * at saga load. Run on the pool, never inside a transaction.
+ * rather than per call: drizzle's query building was 12 % of identity's CPU at saga load.
  */
-const userById = preparedPerDatabase((db: IdentityDb) =>
+const userById = reusable((db) =>
   db
     .select()
     .from(users)

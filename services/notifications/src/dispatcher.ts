@@ -15,9 +15,10 @@
  * Local delivery (no SMTP_URL) cannot fail, so it skips all of that:
  * `settlement` records it SENT in the transaction that creates it.
  */
+import { reusable } from "@shopmesh/runtime/db.js";
 import type { Logger } from "@shopmesh/runtime/logger.js";
 import type { Tx } from "@shopmesh/runtime/outbox.js";
-import { and, asc, eq, inArray, isNull, lt, ne, or, sql } from "drizzle-orm";
+import { and, asc, eq, isNull, lt, ne, or, sql } from "drizzle-orm";
 import type { NotificationsDb } from "./db/database.js";
 import {
   deliveryAttempts,
@@ -186,6 +187,20 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     return stale.length;
   };
 
+  /** Built once: every notification delivered locally goes through it. */
+  const markSent = reusable(
+    () => sql`
+      with sent as (
+        update ${notifications} set status = 'SENT', sent_at = now()
+        where ${notifications.id} = any(${sql.placeholder("ids")}::uuid[]) and ${deliverable}
+        returning id, kind, recipient, subject, body
+      ), attempt as (
+        insert into ${deliveryAttempts} (notification_id, attempt, outcome)
+        select id, 1, 'SENT' from sent
+      )
+      select id, kind, recipient, subject, body from sent`,
+  );
+
   const settlement = (tx: Tx, ids: string[]): Settlement | undefined => {
     if (delivery.infallible !== true) return undefined;
     let sent: MessageFields[] = [];
@@ -193,16 +208,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       // One statement: the status change and the attempt row together.
       statement: async () => {
         if (ids.length === 0) return;
-        sent = (await tx.execute(sql`
-          with sent as (
-            update ${notifications} set status = 'SENT', sent_at = now()
-            where ${and(inArray(notifications.id, ids), deliverable)}
-            returning id, kind, recipient, subject, body
-          ), attempt as (
-            insert into ${deliveryAttempts} (notification_id, attempt, outcome)
-            select id, 1, 'SENT' from sent
-          )
-          select id, kind, recipient, subject, body from sent`)) as unknown as MessageFields[];
+        sent = (await markSent(tx, { ids })) as unknown as MessageFields[];
       },
       hand: async () => {
         for (const r of sent) await delivery.send(outgoing(r));

@@ -27,7 +27,7 @@ import {
   processOnce,
   startConsumer,
 } from "@shopmesh/runtime/bus.js";
-import { commitWith, pipelined } from "@shopmesh/runtime/db.js";
+import { commitWith, pipelined, reusable } from "@shopmesh/runtime/db.js";
 import type { Logger } from "@shopmesh/runtime/logger.js";
 import type { Tx } from "@shopmesh/runtime/outbox.js";
 import { and, eq, sql } from "drizzle-orm";
@@ -114,9 +114,35 @@ function route<D extends DescMessage>(
 }
 
 async function findRecipient(tx: Tx, userId: string): Promise<RecipientRow | undefined> {
-  const [to] = await tx.select().from(recipients).where(eq(recipients.userId, userId));
+  const [to] = await recipientOf(tx, { userId });
   return to;
 }
+
+/** Built once, as is `insertNotification`: every consumed event runs them. */
+const recipientOf = reusable((db) =>
+  db
+    .select()
+    .from(recipients)
+    .where(eq(recipients.userId, sql.placeholder("userId")))
+    .prepare("notifications_recipient"),
+);
+
+const insertNotification = reusable((db) =>
+  db
+    .insert(notifications)
+    .values({
+      id: sql.placeholder("id"),
+      userId: sql.placeholder("userId"),
+      kind: sql.placeholder("kind"),
+      recipient: sql.placeholder("recipient"),
+      subject: sql.placeholder("subject"),
+      body: sql.placeholder("body"),
+      orderId: sql.placeholder("orderId"),
+      eventId: sql.placeholder("eventId"),
+    })
+    .onConflictDoNothing({ target: notifications.eventId })
+    .prepare("notifications_insert"),
+);
 
 /** Order and payment events all name a user and an order. */
 function checkUserAndOrder(e: { userId: string; orderId: string }): string | undefined {
@@ -152,19 +178,16 @@ function recordNotification(
     created: [id],
     statements: [
       () =>
-        tx
-          .insert(notifications)
-          .values({
-            id,
-            userId: n.userId,
-            kind: n.kind,
-            recipient: to?.email ?? "",
-            subject: content.subject,
-            body: content.body,
-            orderId: n.orderId ?? null,
-            eventId: n.eventId,
-          })
-          .onConflictDoNothing({ target: notifications.eventId }),
+        insertNotification(tx, {
+          id,
+          userId: n.userId,
+          kind: n.kind,
+          recipient: to?.email ?? "",
+          subject: content.subject,
+          body: content.body,
+          orderId: n.orderId ?? null,
+          eventId: n.eventId,
+        }),
       () => announceCreated(tx, n.userId, id),
     ],
   };

@@ -7,6 +7,7 @@
  *
  * Whichever replica consumed the event, every replica's WatchNotifications streams hear it.
  */
+import { reusable } from "@shopmesh/runtime/db.js";
 import type { Logger } from "@shopmesh/runtime/logger.js";
 import type { Tx } from "@shopmesh/runtime/outbox.js";
 import { sql as drizzleSql } from "drizzle-orm";
@@ -21,10 +22,13 @@ export async function announceCreated(
   notificationId: string,
 ): Promise<void> {
   // Ids only: the payload limit is 8000 bytes, and listeners read the row themselves.
-  await tx.execute(
-    drizzleSql`select pg_notify(${NOTIFY_CHANNEL}, ${`${userId}:${notificationId}`})`,
-  );
+  await notify(tx, { payload: `${userId}:${notificationId}` });
 }
+
+/** Built once (every notification runs it). */
+const notify = reusable(
+  () => drizzleSql`select pg_notify(${NOTIFY_CHANNEL}, ${drizzleSql.placeholder("payload")})`,
+);
 
 export interface FeedListener {
   /** A notification of the subscribed user was committed. */

@@ -12,8 +12,9 @@ import {
   OrderStatus,
 } from "@shopmesh/gen/shop/orders/v1/orders_pb.js";
 import { type Claims, isAdmin } from "@shopmesh/runtime/auth.js";
+import { reusable } from "@shopmesh/runtime/db.js";
 import type { Tx } from "@shopmesh/runtime/outbox.js";
-import { asc, eq, inArray } from "drizzle-orm";
+import { asc, eq, inArray, sql } from "drizzle-orm";
 import {
   type OrderHistoryRow,
   type OrderItemRow,
@@ -51,9 +52,19 @@ export function canSee(claims: Claims, order: OrderRow): boolean {
 
 /** The order row, locked until the transaction ends (status changes take turns). */
 export async function lockOrder(tx: Tx, orderId: string): Promise<OrderRow | undefined> {
-  const [row] = await tx.select().from(orders).where(eq(orders.id, orderId)).for("update");
+  const [row] = await selectForUpdate(tx, { id: orderId });
   return row;
 }
+
+/** Built once: every consumed payment event runs it. */
+const selectForUpdate = reusable((db) =>
+  db
+    .select()
+    .from(orders)
+    .where(eq(orders.id, sql.placeholder("id")))
+    .for("update")
+    .prepare("orders_lock_order"),
+);
 
 /** Items and history of `rows`, keeping the order of `rows`. */
 export async function loadOrderViews(db: Tx, rows: OrderRow[]): Promise<OrderView[]> {

@@ -20,7 +20,7 @@ import type { PlaceOrderRequest } from "@shopmesh/gen/shop/orders/v1/orders_pb.j
 import type { Claims } from "@shopmesh/runtime/auth.js";
 import {
   pgErrorCode,
-  preparedPerDatabase,
+  reusable,
   transactionEndingWith,
   UNIQUE_VIOLATION,
 } from "@shopmesh/runtime/db.js";
@@ -29,7 +29,7 @@ import type { Logger } from "@shopmesh/runtime/logger.js";
 import { enqueueEvent } from "@shopmesh/runtime/outbox.js";
 import { and, eq, sql } from "drizzle-orm";
 import type { OrdersDb } from "./db/database.js";
-import { type OrderItemRow, orderHistory, orderItems, orders, placements } from "./db/schema.js";
+import { type OrderItemRow, orderItems, orders, placements } from "./db/schema.js";
 import {
   fromDownstream,
   type IdentityClient,
@@ -38,7 +38,7 @@ import {
   releaseStock,
 } from "./downstream.js";
 import { itemToProto, loadOrderView, type OrderView } from "./order-view.js";
-import { ORDER_PLACED } from "./state-machine.js";
+import { ORDER_PLACED, recordStatus } from "./state-machine.js";
 
 export interface PlaceOrderDeps {
   db: OrdersDb;
@@ -112,28 +112,21 @@ export async function placeOrder(
       (tx) =>
         [
           () =>
-            tx
-              .insert(orders)
-              .values({
-                id: orderId,
-                userId,
-                status: "PENDING_PAYMENT",
-                totalAmount: priced.total,
-                currencyCode: priced.currencyCode,
-                idempotencyKey: key,
-              })
-              .returning(),
+            insertOrder(tx, {
+              id: orderId,
+              userId,
+              totalAmount: priced.total,
+              currencyCode: priced.currencyCode,
+              idempotencyKey: key ?? null,
+            }),
           () => tx.insert(orderItems).values(lineRows).returning(),
-          () => tx.insert(orderHistory).values({ orderId, status: "PENDING_PAYMENT" }).returning(),
+          () => recordStatus(tx, { orderId, status: "PENDING_PAYMENT", reason: "" }),
           // A concurrent retry with the same key meets the order's unique key first (and
           // returns the winner below). Then the placements row goes; if it is gone already,
           // the sweeper judged this call dead and gave the stock back, and nothing of it may
           // be recorded: the statement fails (a division by zero, PostgreSQL having no
           // assertion statement), and with it the transaction.
-          () =>
-            tx.execute(sql`
-          with claimed as (delete from ${placements} where ${eq(placements.orderId, orderId)} returning 1)
-          select 1 / (select count(*) from claimed)::int as placed`),
+          () => claimPlacement(tx, { orderId }),
           () =>
             enqueueEvent(tx, ORDER_PLACED, OrderPlacedSchema, {
               orderId,
@@ -172,6 +165,29 @@ export async function placeOrder(
 }
 
 const ORDERS_PKEY = "orders_pkey";
+
+/** PlaceOrder's statements, built once (every order runs them): the order, */
+const insertOrder = reusable((db) =>
+  db
+    .insert(orders)
+    .values({
+      id: sql.placeholder("id"),
+      userId: sql.placeholder("userId"),
+      status: "PENDING_PAYMENT",
+      totalAmount: sql.placeholder("totalAmount"),
+      currencyCode: sql.placeholder("currencyCode"),
+      idempotencyKey: sql.placeholder("idempotencyKey"),
+    })
+    .returning()
+    .prepare("orders_insert_order"),
+);
+
+/** and the end of its placement, failing (division by zero) when the sweeper ended it first. */
+const claimPlacement = reusable(
+  () => sql`
+    with claimed as (delete from ${placements} where ${placements.orderId} = ${sql.placeholder("orderId")} returning 1)
+    select 1 / (select count(*) from claimed)::int as placed`,
+);
 
 /**
  * The order id of (user, idempotency key): the same on every retry, so a retry after
@@ -247,11 +263,11 @@ async function releaseQuietly(
 
 /** Notes that stock is about to be reserved for `orderId` (a retry restarts the clock). */
 async function notePlacement(db: OrdersDb, orderId: string) {
-  await insertPlacement(db).execute({ orderId });
+  await insertPlacement(db, { orderId });
 }
 
-/** Built once per database: every order runs it, outside any transaction. */
-const insertPlacement = preparedPerDatabase((db: OrdersDb) =>
+/** Built once: every order runs it. */
+const insertPlacement = reusable((db) =>
   db
     .insert(placements)
     .values({ orderId: sql.placeholder("orderId") })

@@ -13,7 +13,7 @@ import {
   OrderCancelledSchema,
   OrderConfirmedSchema,
 } from "@shopmesh/gen/shop/orders/v1/events_pb.js";
-import { type CommitWith, commitWith, pipelined } from "@shopmesh/runtime/db.js";
+import { type CommitWith, commitWith, pipelined, reusable } from "@shopmesh/runtime/db.js";
 import { enqueueEvent, type Tx } from "@shopmesh/runtime/outbox.js";
 import { eq, sql } from "drizzle-orm";
 import { type OrderRow, type OrderStatusName, orderHistory, orders } from "./db/schema.js";
@@ -42,7 +42,7 @@ export function canMove(from: OrderStatusName, to: OrderStatusName): boolean {
 function transition(
   tx: Tx,
   order: OrderRow,
-  to: OrderStatusName,
+  to: keyof typeof moveTo,
   reason: string,
   set: Partial<Pick<OrderRow, "paymentId" | "cancelReason">>,
   announce: () => Promise<string>,
@@ -51,16 +51,55 @@ function transition(
     throw new Error(`order ${order.id}: no transition ${order.status} -> ${to}`);
   }
   return [
-    () =>
-      tx
-        .update(orders)
-        .set({ ...set, status: to, updatedAt: sql`now()` })
-        .where(eq(orders.id, order.id))
-        .returning(),
-    () => tx.insert(orderHistory).values({ orderId: order.id, status: to, reason }),
+    () => moveTo[to](tx, { id: order.id, ...set }),
+    () => recordStatus(tx, { orderId: order.id, status: to, reason }),
     announce,
   ] as const;
 }
+
+/**
+ * The statements of a transition, built once: the order's new status (with the payment
+ * that confirmed it, or why it was cancelled),
+ */
+const moveTo = {
+  CONFIRMED: reusable((db) =>
+    db
+      .update(orders)
+      .set({
+        status: "CONFIRMED",
+        paymentId: sql`${sql.placeholder("paymentId")}`,
+        updatedAt: sql`now()`,
+      })
+      .where(eq(orders.id, sql.placeholder("id")))
+      .returning()
+      .prepare("orders_confirm"),
+  ),
+  CANCELLED: reusable((db) =>
+    db
+      .update(orders)
+      .set({
+        status: "CANCELLED",
+        cancelReason: sql`${sql.placeholder("cancelReason")}`,
+        updatedAt: sql`now()`,
+      })
+      .where(eq(orders.id, sql.placeholder("id")))
+      .returning()
+      .prepare("orders_cancel"),
+  ),
+};
+
+/** and its history entry (PlaceOrder writes the first). */
+export const recordStatus = reusable((db) =>
+  db
+    .insert(orderHistory)
+    .values({
+      orderId: sql.placeholder("orderId"),
+      status: sql.placeholder("status"),
+      reason: sql.placeholder("reason"),
+    })
+    .returning()
+    .prepare("orders_record_status"),
+);
 
 /**
  * PENDING_PAYMENT → CONFIRMED with the captured payment, and OrderConfirmed: the last

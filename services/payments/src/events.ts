@@ -34,9 +34,9 @@ import {
   processOnce,
   startConsumer,
 } from "@shopmesh/runtime/bus.js";
-import { commitWith } from "@shopmesh/runtime/db.js";
+import { commitWith, reusable } from "@shopmesh/runtime/db.js";
 import type { Logger } from "@shopmesh/runtime/logger.js";
-import { enqueueEvent, enqueueEventAfter, type Tx } from "@shopmesh/runtime/outbox.js";
+import { changeWithEvent, enqueueEvent, type Tx } from "@shopmesh/runtime/outbox.js";
 import { and, eq, sql } from "drizzle-orm";
 import type { PaymentsDb } from "./db/database.js";
 import { type PaymentRow, payments } from "./db/schema.js";
@@ -204,20 +204,16 @@ export function createOrderPlacedHandler(deps: PaymentEventDeps, consumer: strin
     const total = event.total;
     const validTotal =
       total !== undefined && total.amount >= 0n && /^[A-Z]{3}$/.test(total.currencyCode);
-    const [inserted] = await db
-      .insert(payments)
-      .values({
-        orderId: event.orderId,
-        userId: event.userId,
-        // An unusable total is stored as 0 with no currency, and fails below.
-        amount: validTotal ? total.amount : 0n,
-        currencyCode: validTotal ? total.currencyCode : "",
-        // A new payment that will be charged counts its first attempt here, in the
-        // statement that creates it, rather than in one more of its own.
-        attempts: validTotal && total.amount > 0n ? 1 : 0,
-      })
-      .onConflictDoNothing({ target: payments.orderId })
-      .returning();
+    const [inserted] = await insertPayment(db, {
+      orderId: event.orderId,
+      userId: event.userId,
+      // An unusable total is stored as 0 with no currency, and fails below.
+      amount: validTotal ? total.amount : 0n,
+      currencyCode: validTotal ? total.currencyCode : "",
+      // A new payment that will be charged counts its first attempt here, in the
+      // statement that creates it, rather than in one more of its own.
+      attempts: validTotal && total.amount > 0n ? 1 : 0,
+    });
     // Read back only when the row was there already (a redelivery, or a cancel first).
     const [payment] =
       inserted !== undefined
@@ -254,25 +250,25 @@ export function createOrderPlacedHandler(deps: PaymentEventDeps, consumer: strin
     // the row as read (ids and amount never change).
     const settled = outcome;
     const ids = { paymentId: payment.id, orderId: payment.orderId, userId: payment.userId };
-    const change = settleStatement(db, payment.id, settled);
-    let row: { status: string; attempts: number } | undefined;
+    const values = {
+      id: payment.id,
+      status: settled.status,
+      reference: settled.reference,
+      failureReason: settled.status === "FAILED" ? settled.reason : null,
+    };
+    let row: SettledRow | undefined;
     const settleAndAnnounce = async (tx: Tx) => {
       [row] =
         settled.status === "CAPTURED"
-          ? await enqueueEventAfter<SettledRow, typeof PaymentSucceededSchema>(
-              tx,
-              change,
-              SUBJECTS.paymentSucceeded,
-              PaymentSucceededSchema,
-              { ...ids, amount: { currencyCode: payment.currencyCode, amount: payment.amount } },
-            )
-          : await enqueueEventAfter<SettledRow, typeof PaymentFailedSchema>(
-              tx,
-              change,
-              SUBJECTS.paymentFailed,
-              PaymentFailedSchema,
-              { ...ids, reason: settled.reason, retryable: settled.retryable },
-            );
+          ? await settle(tx, values, SUBJECTS.paymentSucceeded, PaymentSucceededSchema, {
+              ...ids,
+              amount: { currencyCode: payment.currencyCode, amount: payment.amount },
+            })
+          : await settle(tx, values, SUBJECTS.paymentFailed, PaymentFailedSchema, {
+              ...ids,
+              reason: settled.reason,
+              retryable: settled.retryable,
+            });
     };
     // Applied in batches with other orders' payments (never two of one order).
     await processOnce(
@@ -299,20 +295,39 @@ export function createOrderPlacedHandler(deps: PaymentEventDeps, consumer: strin
 
 type SettledRow = { status: string; attempts: number };
 
-/** PENDING → the outcome's status, only if still PENDING (a statement to embed). */
-function settleStatement(db: PaymentsDb, paymentId: string, outcome: Outcome) {
-  return db
+/** The payment of an order, unless it has one: built once (every order runs it). */
+const insertPayment = reusable((db) =>
+  db
+    .insert(payments)
+    .values({
+      orderId: sql.placeholder("orderId"),
+      userId: sql.placeholder("userId"),
+      amount: sql.placeholder("amount"),
+      currencyCode: sql.placeholder("currencyCode"),
+      attempts: sql.placeholder("attempts"),
+    })
+    .onConflictDoNothing({ target: payments.orderId })
+    .returning()
+    .prepare("payments_insert"),
+);
+
+/**
+ * PENDING → the outcome's status, only if still PENDING, and the event only if it moved:
+ * one statement, built once.
+ */
+const settle = changeWithEvent<SettledRow>((db) =>
+  db
     .update(payments)
     .set({
-      status: outcome.status,
-      providerReference: outcome.reference,
-      failureReason: outcome.status === "FAILED" ? outcome.reason : null,
+      status: sql`${sql.placeholder("status")}`,
+      providerReference: sql`${sql.placeholder("reference")}`,
+      failureReason: sql`${sql.placeholder("failureReason")}`,
       updatedAt: sql`now()`,
     })
-    .where(and(eq(payments.id, paymentId), eq(payments.status, "PENDING")))
+    .where(and(eq(payments.id, sql.placeholder("id")), eq(payments.status, "PENDING")))
     .returning({ status: payments.status, attempts: payments.attempts })
-    .getSQL();
-}
+    .getSQL(),
+);
 
 /** Handles OrderCancelled for the consumer `consumer` (also its inbox name). */
 export function createOrderCancelledHandler(deps: PaymentEventDeps, consumer: string) {

@@ -30,7 +30,7 @@ import { sql } from "drizzle-orm";
 import { index, pgTable, primaryKey, text, timestamp, uuid } from "drizzle-orm/pg-core";
 import type postgres from "postgres";
 import { type CallContext, runWithCall } from "./context.js";
-import { commitWith, onCommitted, pipelined, type TransactionalDb } from "./db.js";
+import { commitWith, onCommitted, pipelined, reusable, type TransactionalDb } from "./db.js";
 import { applyAlone, applyBatched, type InboxEvent } from "./event-batches.js";
 import type { Logger } from "./logger.js";
 import {
@@ -378,14 +378,18 @@ export async function processOnce<P = undefined>(
     eventId,
     effect,
     prefetch,
-    record: (tx) =>
-      tx.execute(
-        sql`insert into inbox (consumer, event_id) values (${consumer}, ${eventId}) on conflict do nothing returning event_id`,
-      ) as unknown as PromiseLike<unknown[]>,
+    record: (tx) => recordEvent(tx, { consumer, eventId }) as Promise<unknown[]>,
   };
   if (key === undefined) return applyAlone(db, event);
   return applyBatched(db, event as InboxEvent<unknown>, key);
 }
+
+/** The inbox row of a consumed event; no row when it was already there. Built once. */
+const recordEvent = reusable(
+  () =>
+    sql`insert into inbox (consumer, event_id) values (${sql.placeholder("consumer")}, ${sql.placeholder("eventId")})
+      on conflict do nothing returning event_id`,
+);
 
 export interface EventMessage {
   subject: string;

@@ -21,7 +21,7 @@ import {
   uuid,
 } from "drizzle-orm/pg-core";
 import { currentCall } from "./context.js";
-import { signalAfterCommit } from "./db.js";
+import { reusable, signalAfterCommit } from "./db.js";
 import { traceHeaders } from "./tracing.js";
 
 const bytea = customType<{ data: Uint8Array; driverData: Buffer }>({
@@ -65,9 +65,7 @@ export async function enqueueEvent<Desc extends DescMessage>(
   headers: Record<string, string> = {},
 ): Promise<string> {
   const row = outboxRow(schema, init, headers);
-  await tx.execute(sql`
-    insert into outbox (id, subject, type, payload, headers)
-    values (${row.id}::uuid, ${subject}, ${schema.typeName}, ${row.payload}, ${row.meta}::jsonb)`);
+  await insertEvent(tx, { ...row, subject, type: schema.typeName });
   // Wakes this process's relay once the transaction commits. Not a NOTIFY: PostgreSQL
   // serialises the commits of every notifying transaction of the whole server, WAL
   // flush included, and at saga load that queue was the bottleneck (ADR 0004).
@@ -75,35 +73,61 @@ export async function enqueueEvent<Desc extends DescMessage>(
   return row.id;
 }
 
+/** Built once (every event goes through it). */
+const insertEvent = reusable(
+  () => sql`
+    insert into outbox (id, subject, type, payload, headers)
+    values (${sql.placeholder("id")}::uuid, ${sql.placeholder("subject")}, ${sql.placeholder("type")},
+      ${sql.placeholder("payload")}, ${sql.placeholder("meta")}::jsonb)`,
+);
+
 /**
  * A change and the event that announces it, in one statement: `change` (an UPDATE,
- * INSERT or DELETE … RETURNING) runs, and the event is written only if it returned a
- * row. Resolves with the rows `change` returned (column names as in SQL). For a change
- * that may find nothing to do — a conditional update another worker won — without a
- * round trip to look before writing the event.
+ * INSERT or DELETE … RETURNING, with `sql.placeholder(name)` for its values) runs, and
+ * the event is written only if it returned a row. For a change that may find nothing to
+ * do — a conditional update another worker won — without a round trip to look before
+ * writing the event. Built once (`reusable`); the runner takes the change's values and
+ * the event, and resolves with the rows `change` returned (column names as in SQL):
+ *
+ *   const settle = changeWithEvent((db) => db.update(payments).set(…)
+ *     .where(eq(payments.id, sql.placeholder("id"))).returning(…).getSQL());
+ *   const rows = await settle(tx, { id }, SUBJECT, PaymentSucceededSchema, { … });
+ *
+ * The event's own placeholders are named `outbox…`; the change's must not be.
  */
-export async function enqueueEventAfter<
-  Row extends Record<string, unknown>,
-  Desc extends DescMessage,
->(
-  tx: Tx,
-  change: SQL,
-  subject: string,
-  schema: Desc,
-  init: MessageInitShape<Desc>,
-  headers: Record<string, string> = {},
-): Promise<Row[]> {
-  const row = outboxRow(schema, init, headers);
-  const changed = await tx.execute(sql`
-    with changed as (${change}), event as (
-      insert into outbox (id, subject, type, payload, headers)
-      select ${row.id}::uuid, ${subject}, ${schema.typeName}, ${row.payload}, ${row.meta}::jsonb
-      where exists (select 1 from changed)
-    )
-    select * from changed`);
-  // (A change that found nothing wakes the relay for nothing: one empty pass.)
-  signalAfterCommit(OUTBOX_COMMITTED);
-  return changed as unknown as Row[];
+export function changeWithEvent<Row extends Record<string, unknown>>(change: (db: Tx) => SQL) {
+  const statement = reusable(
+    (db) => sql`
+      with changed as (${change(db)}), event as (
+        insert into outbox (id, subject, type, payload, headers)
+        select ${sql.placeholder("outboxId")}::uuid, ${sql.placeholder("outboxSubject")},
+          ${sql.placeholder("outboxType")}, ${sql.placeholder("outboxPayload")},
+          ${sql.placeholder("outboxMeta")}::jsonb
+        where exists (select 1 from changed)
+      )
+      select * from changed`,
+  );
+  return async <Desc extends DescMessage>(
+    tx: Tx,
+    values: Record<string, unknown>,
+    subject: string,
+    schema: Desc,
+    init: MessageInitShape<Desc>,
+    headers: Record<string, string> = {},
+  ): Promise<Row[]> => {
+    const row = outboxRow(schema, init, headers);
+    const changed = await statement(tx, {
+      ...values,
+      outboxId: row.id,
+      outboxSubject: subject,
+      outboxType: schema.typeName,
+      outboxPayload: row.payload,
+      outboxMeta: row.meta,
+    });
+    // (A change that found nothing wakes the relay for nothing: one empty pass.)
+    signalAfterCommit(OUTBOX_COMMITTED);
+    return changed as unknown as Row[];
+  };
 }
 
 /**

@@ -15,12 +15,12 @@ import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type Bus,
+  changeWithEvent,
   connectBus,
   createLogger,
   type Database,
   type EventMessage,
   enqueueEvent,
-  enqueueEventAfter,
   freePort,
   openDatabase,
   PermanentEventError,
@@ -104,27 +104,30 @@ describe("outbox relay and consumer", () => {
     await bus.jsm.consumers.delete("SHOP", consumerName);
   });
 
-  it("writes the event of a change only when the change did something (enqueueEventAfter)", async () => {
+  it("writes the event of a change only when the change did something (changeWithEvent)", async () => {
     const subject = `${topic}.after`;
-    const [w] = await database.sql<{ id: number }[]>`
-      insert into widgets (name) values ('pending') returning id`;
-    const settle = () =>
+    const [a, b] = await database.sql<{ id: number }[]>`
+      insert into widgets (name) values ('pending'), ('pending') returning id`;
+    const finish = changeWithEvent<{ id: number; name: string }>(
+      () =>
+        sql`update widgets set name = ${sql.placeholder("name")} where id = ${sql.placeholder("id")} and name = 'pending' returning id, name`,
+    );
+    const settle = (id: number | undefined, name: string) =>
       database.db.transaction((tx) =>
-        enqueueEventAfter<{ id: number; name: string }, typeof UserRegisteredSchema>(
-          tx,
-          sql`update widgets set name = 'done' where id = ${w?.id} and name = 'pending' returning id, name`,
-          subject,
-          UserRegisteredSchema,
-          { userId: "after" },
-        ),
+        finish(tx, { id, name }, subject, UserRegisteredSchema, { userId: name }),
       );
     // Two workers settle the same thing: the first changes it and writes the event, the
     // second changes nothing and writes none.
-    expect(await settle()).toEqual([{ id: w?.id, name: "done" }]);
-    expect(await settle()).toEqual([]);
-    const [row] = await database.sql<{ n: number }[]>`
-      select count(*)::int as n from outbox where subject = ${subject}`;
-    expect(row?.n).toBe(1);
+    expect(await settle(a?.id, "done")).toEqual([{ id: a?.id, name: "done" }]);
+    expect(await settle(a?.id, "again")).toEqual([]);
+    // The same statement, other values.
+    expect(await settle(b?.id, "other")).toEqual([{ id: b?.id, name: "other" }]);
+    const rows = await database.sql<{ payload: Buffer }[]>`
+      select payload from outbox where subject = ${subject} order by seq`;
+    expect(rows.map((r) => fromBinary(UserRegisteredSchema, r.payload).userId)).toEqual([
+      "done",
+      "other",
+    ]);
   });
 
   it("publishes a committed event at once, without waiting for the relay's poll", async () => {

@@ -4,7 +4,8 @@
  */
 import { randomBytes, randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
-import { sql as dsql } from "drizzle-orm";
+import { sql as dsql, eq } from "drizzle-orm";
+import { integer, pgTable, serial, text } from "drizzle-orm/pg-core";
 import postgres from "postgres";
 import { afterAll, describe, expect, it } from "vitest";
 import { processOnce } from "../src/bus.js";
@@ -15,6 +16,7 @@ import {
   onCommitted,
   openDatabase,
   pipelined,
+  reusable,
   signalAfterCommit,
   TransactionRolledBack,
   transactionEndingWith,
@@ -268,6 +270,72 @@ describe("database", () => {
       } finally {
         await one.close();
         await other.close();
+      }
+    });
+  });
+
+  describe("reusable statements", () => {
+    const widgets = pgTable("widgets", {
+      id: serial("id").primaryKey(),
+      name: text("name").notNull(),
+    });
+    // A column the statement maps (camelCase here, snake_case in SQL).
+    const renamed = pgTable("widgets", { widgetId: integer("id").notNull(), label: text("name") });
+
+    it("are built once and run on the pool or inside any transaction, mapped as drizzle maps them", async () => {
+      const url = await ensureServiceDatabase(adminUrl, name, "s3cret-pw");
+      await (await openDatabase({ url, schema: {}, migrationsFolder, max: 2 })).close();
+      const one = await openDatabase({ url, schema: {}, max: 2 });
+      const two = await openDatabase({ url, schema: {}, max: 2 });
+      let builds = 0;
+      const insert = reusable((db) => {
+        builds++;
+        return db
+          .insert(widgets)
+          .values({ id: dsql.placeholder("id"), name: dsql.placeholder("name") })
+          .returning()
+          .prepare("test_insert_widget");
+      });
+      const byId = reusable((db) =>
+        db
+          .select()
+          .from(renamed)
+          .where(eq(renamed.widgetId, dsql.placeholder("id")))
+          .prepare("test_widget_by_id"),
+      );
+      const rename = reusable(
+        () =>
+          dsql`update widgets set name = ${dsql.placeholder("name")} where id = ${dsql.placeholder("id")} returning id, name`,
+      );
+      try {
+        await one.sql`delete from widgets`;
+        expect(await insert(one.db, { id: 11, name: "pool" })).toEqual([{ id: 11, name: "pool" }]);
+        await one.db.transaction(async (tx) => {
+          await insert(tx, { id: 12, name: "committed" });
+          // Inside the transaction: it sees its own row.
+          expect(await byId(tx, { id: 12 })).toEqual([{ widgetId: 12, label: "committed" }]);
+        });
+        // Run inside the transaction, not on the pool: a rollback takes it back.
+        await expect(
+          two.db.transaction(async (tx) => {
+            await insert(tx, { id: 13, name: "rolled back" });
+            throw new Error("changed my mind");
+          }),
+        ).rejects.toThrow("changed my mind");
+        expect(await rename(two.db, { id: 11, name: "renamed" })).toEqual([
+          { id: 11, name: "renamed" },
+        ]);
+        const rows = await one.sql`select id, name from widgets order by id`;
+        expect(rows.map((r) => [r["id"], r["name"]])).toEqual([
+          [11, "renamed"],
+          [12, "committed"],
+        ]);
+        expect(await byId(two.db, { id: 13 })).toEqual([]);
+        expect(builds).toBe(1);
+        await expect(insert(one.db, { id: 14 })).rejects.toThrow('No value for placeholder "name"');
+      } finally {
+        await one.close();
+        await two.close();
       }
     });
   });
