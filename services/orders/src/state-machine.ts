@@ -58,35 +58,24 @@ function transition(
 }
 
 /**
- * The statements of a transition, built once: the order's new status (with the payment
- * that confirmed it, or why it was cancelled),
+ * The statements of a transition, built once: the order's new status, with the payment
+ * that confirmed it or why it was cancelled,
  */
 const moveTo = {
-  CONFIRMED: reusable((db) =>
-    db
-      .update(orders)
-      .set({
-        status: "CONFIRMED",
-        paymentId: sql`${sql.placeholder("paymentId")}`,
-        updatedAt: sql`now()`,
-      })
-      .where(eq(orders.id, sql.placeholder("id")))
-      .returning()
-      .prepare("orders_confirm"),
-  ),
-  CANCELLED: reusable((db) =>
-    db
-      .update(orders)
-      .set({
-        status: "CANCELLED",
-        cancelReason: sql`${sql.placeholder("cancelReason")}`,
-        updatedAt: sql`now()`,
-      })
-      .where(eq(orders.id, sql.placeholder("id")))
-      .returning()
-      .prepare("orders_cancel"),
-  ),
+  CONFIRMED: statusChange("CONFIRMED", "paymentId"),
+  CANCELLED: statusChange("CANCELLED", "cancelReason"),
 };
+
+function statusChange(status: OrderStatusName, noted: "paymentId" | "cancelReason") {
+  return reusable((db) =>
+    db
+      .update(orders)
+      .set({ status, [noted]: sql`${sql.placeholder(noted)}`, updatedAt: sql`now()` })
+      .where(eq(orders.id, sql.placeholder("id")))
+      .returning()
+      .prepare(`orders_to_${status.toLowerCase()}`),
+  );
+}
 
 /** and its history entry (PlaceOrder writes the first). */
 export const recordStatus = reusable((db) =>
