@@ -107,7 +107,7 @@ export async function placeOrder(
     const lineRows = priced.items.map((i) => ({ ...i, orderId }));
     // One transaction in one write, BEGIN to COMMIT, in this order; the view is built
     // from what the inserts return: nothing is read back.
-    const [[order], itemRows, history] = await transactionEndingWith(
+    const [[order], , history] = await transactionEndingWith(
       db,
       (tx) =>
         [
@@ -119,7 +119,7 @@ export async function placeOrder(
               currencyCode: priced.currencyCode,
               idempotencyKey: key ?? null,
             }),
-          () => tx.insert(orderItems).values(lineRows).returning(),
+          () => insertItems(tx, itemColumns(orderId, lineRows)),
           () => recordStatus(tx, { orderId, status: "PENDING_PAYMENT", reason: "" }),
           // A concurrent retry with the same key meets the order's unique key first (and
           // returns the winner below). Then the placements row goes; if it is gone already,
@@ -138,8 +138,8 @@ export async function placeOrder(
         ] as const,
     );
     if (order === undefined) throw new Error("insert returned no order");
-    itemRows.sort((a, b) => a.position - b.position);
-    return { order, items: itemRows, history } satisfies OrderView;
+    // The lines are what was inserted (nothing is defaulted), in position order already.
+    return { order, items: lineRows, history } satisfies OrderView;
   } catch (err) {
     if (
       key !== undefined &&
@@ -181,6 +181,31 @@ const insertOrder = reusable((db) =>
     .returning()
     .prepare("orders_insert_order"),
 );
+
+/** its lines, any number in one statement (a column of values per placeholder), */
+const insertItems = reusable(
+  () => sql`
+    insert into ${orderItems} (order_id, position, product_id, sku, name, quantity,
+      unit_price_amount, line_total_amount)
+    select ${sql.placeholder("orderId")}::uuid, * from unnest(
+      ${sql.placeholder("positions")}::smallint[], ${sql.placeholder("productIds")}::uuid[],
+      ${sql.placeholder("skus")}::text[], ${sql.placeholder("names")}::text[],
+      ${sql.placeholder("quantities")}::int[], ${sql.placeholder("unitPrices")}::bigint[],
+      ${sql.placeholder("lineTotals")}::bigint[])`,
+);
+
+function itemColumns(orderId: string, lines: OrderItemRow[]) {
+  return {
+    orderId,
+    positions: lines.map((l) => l.position),
+    productIds: lines.map((l) => l.productId),
+    skus: lines.map((l) => l.sku),
+    names: lines.map((l) => l.name),
+    quantities: lines.map((l) => l.quantity),
+    unitPrices: lines.map((l) => String(l.unitPriceAmount)),
+    lineTotals: lines.map((l) => String(l.lineTotalAmount)),
+  };
+}
 
 /** and the end of its placement, failing (division by zero) when the sweeper ended it first. */
 const claimPlacement = reusable(

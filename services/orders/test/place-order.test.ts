@@ -69,6 +69,9 @@ describe("PlaceOrder", () => {
       },
     ]);
     expect(order?.total).toMatchObject({ currencyCode: "USD", amount: 4499n });
+    // What was stored is what was answered: the lines read back equal them.
+    const stored = await s.client.getOrder({ orderId: order?.id ?? "" }, auth);
+    expect(stored.order?.items).toEqual(order?.items);
     expect(order?.history.map((h) => h.status)).toEqual([OrderStatus.PENDING_PAYMENT]);
     expect(order?.paymentId).toBe("");
     expect(await s.stockOf(mug.id)).toBe(3);
