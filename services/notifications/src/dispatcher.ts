@@ -16,6 +16,7 @@
  * `settlement` records it SENT in the transaction that creates it.
  */
 import { reusable } from "@shopmesh/runtime/db.js";
+import { every, type Periodic } from "@shopmesh/runtime/every.js";
 import type { Logger } from "@shopmesh/runtime/logger.js";
 import type { Tx } from "@shopmesh/runtime/outbox.js";
 import { and, asc, eq, isNull, lt, ne, or, sql } from "drizzle-orm";
@@ -93,8 +94,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   let leaseMs = maxAttempts * attemptTimeoutMs + 1_000;
   for (let i = 0; i < maxAttempts - 1; i++) leaseMs += backoffOf(backoffMs, i);
   const stopping = new AbortController();
-  let sweeper: NodeJS.Timeout | undefined;
-  let sweeping = false;
+  let sweeper: Periodic | undefined;
 
   /** Deliverable by this process now: PENDING, addressed, and nobody holds the lease. */
   const deliverable = and(
@@ -226,23 +226,15 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     sweep,
     settlement,
     startSweeper(intervalMs = 60_000) {
-      sweeper ??= setInterval(() => {
-        if (sweeping) return; // a slow mail server must not pile sweeps up
-        sweeping = true;
-        sweep()
-          .catch((err: unknown) => {
-            if (!(err instanceof DeliveryInterruptedError))
-              logger.warn({ err }, "sweeping pending notifications failed");
-          })
-          .finally(() => {
-            sweeping = false;
-          });
-      }, intervalMs);
-      sweeper.unref();
+      // (A slow mail server must not pile sweeps up: `every` runs one at a time.)
+      sweeper ??= every(intervalMs, sweep, (err) => {
+        if (!(err instanceof DeliveryInterruptedError))
+          logger.warn({ err }, "sweeping pending notifications failed");
+      });
     },
     stop() {
       stopping.abort();
-      clearInterval(sweeper);
+      void sweeper?.stop();
     },
   };
 }

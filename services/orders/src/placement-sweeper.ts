@@ -12,6 +12,8 @@
  * the row for the next pass (ReleaseStock is idempotent), and a PlaceOrder that was only
  * slow finds its row gone when it commits: it fails with ABORTED and writes nothing.
  */
+
+import { every } from "@shopmesh/runtime/every.js";
 import type { Logger } from "@shopmesh/runtime/logger.js";
 import { asc, inArray, lt, sql } from "drizzle-orm";
 import type { OrdersDb } from "./db/database.js";
@@ -65,21 +67,9 @@ export function startPlacementSweeper(
   deps: SweepDeps,
   options: { olderThanMs: number; everyMs: number },
 ): { stop(): Promise<void> } {
-  let running: Promise<unknown> | undefined;
-  const timer = setInterval(() => {
-    running ??= sweepPlacements(deps, options.olderThanMs)
-      .catch((err: unknown) =>
-        deps.logger.error({ err }, "placement sweep failed; tried again at the next pass"),
-      )
-      .finally(() => {
-        running = undefined;
-      });
-  }, options.everyMs);
-  timer.unref();
-  return {
-    async stop() {
-      clearInterval(timer);
-      await running;
-    },
-  };
+  return every(
+    options.everyMs,
+    () => sweepPlacements(deps, options.olderThanMs),
+    (err) => deps.logger.error({ err }, "placement sweep failed; tried again at the next pass"),
+  );
 }

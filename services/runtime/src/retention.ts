@@ -12,6 +12,7 @@
  */
 import type postgres from "postgres";
 import { STREAM_MAX_AGE_MS } from "./bus.js";
+import { every } from "./every.js";
 import type { Logger } from "./logger.js";
 
 export const OUTBOX_RETENTION_MS = 24 * 3600_000;
@@ -34,7 +35,6 @@ export function startRetention(options: {
   const { sql, logger } = options;
   const outboxMs = options.outboxMs ?? OUTBOX_RETENTION_MS;
   const inboxMs = options.inboxMs ?? INBOX_RETENTION_MS;
-  let running: Promise<unknown> | undefined;
 
   /** Deletes rows `batch` picks (at most BATCH at a time) until fewer come back. */
   const prune = async (
@@ -73,24 +73,9 @@ export function startRetention(options: {
     return { outbox, inbox };
   };
 
-  const pass = () => {
-    running ??= runOnce()
-      .catch((err: unknown) =>
-        logger.warn({ err }, "pruning the event tables failed; next pass retries"),
-      )
-      .finally(() => {
-        running = undefined;
-      });
-  };
-  const timer = setInterval(pass, options.everyMs ?? 10 * 60_000);
-  timer.unref();
-  pass();
-
-  return {
-    runOnce,
-    async stop() {
-      clearInterval(timer);
-      await running;
-    },
-  };
+  const periodic = every(options.everyMs ?? 10 * 60_000, runOnce, (err) =>
+    logger.warn({ err }, "pruning the event tables failed; next pass retries"),
+  );
+  void periodic.pass();
+  return { runOnce, stop: periodic.stop };
 }
