@@ -41,6 +41,12 @@ export interface ProfileSummary {
   byOrigin: Share[];
   selfTop: Share[];
   inclusiveTop: Share[];
+  /**
+   * With `under`: the samples with a frame named like `under` on the stack, by the
+   * nearest frame above it from another origin — who called into it (e.g. `under`
+   * "sqlToQuery": which of our statements make drizzle build SQL).
+   */
+  callersOfUnder?: Share[];
 }
 
 /** "node_modules/@grpc/grpc-js/build/src/x.js" → "@grpc/grpc-js"; project files by folder. */
@@ -78,6 +84,7 @@ export function summarizeProfile(
   path: string,
   top = 15,
   window?: { startUs: number; endUs: number },
+  under?: string,
 ): ProfileSummary {
   const p = JSON.parse(readFileSync(path, "utf8")) as CpuProfile;
   const from = window?.startUs ?? Number.NEGATIVE_INFINITY;
@@ -91,6 +98,7 @@ export function summarizeProfile(
   const self = new Map<string, number>();
   const origin = new Map<string, number>();
   const inclusive = new Map<string, number>();
+  const callers = new Map<string, number>();
   let busy = 0;
   let at = p.startTime;
   for (let i = 0; i < p.samples.length; i++) {
@@ -116,6 +124,10 @@ export function summarizeProfile(
       seen.add(f);
       inclusive.set(f, (inclusive.get(f) ?? 0) + dt);
     }
+    if (under !== undefined) {
+      const caller = callerOf(node.id, under, byId, parent);
+      if (caller !== undefined) callers.set(caller, (callers.get(caller) ?? 0) + dt);
+    }
   }
   const shares = (m: Map<string, number>, k: number): Share[] =>
     [...m]
@@ -132,5 +144,32 @@ export function summarizeProfile(
     byOrigin: shares(origin, top),
     selfTop: shares(self, top),
     inclusiveTop: shares(inclusive, top * 2),
+    ...(under === undefined ? {} : { callersOfUnder: shares(callers, top) }),
   };
+}
+
+/**
+ * Above the first frame on `id`'s stack whose name contains `under`, the nearest frame
+ * of another origin that is not node's own ("(none)" when there is none); undefined when
+ * no frame matches.
+ */
+function callerOf(
+  id: number,
+  under: string,
+  byId: Map<number, ProfileNode>,
+  parent: Map<number, number>,
+): string | undefined {
+  let at: number | undefined = id;
+  while (at !== undefined && !frameName(byId.get(at) as ProfileNode).includes(under)) {
+    at = parent.get(at);
+  }
+  if (at === undefined) return undefined;
+  const { url, functionName } = (byId.get(at) as ProfileNode).callFrame;
+  const own = originOf(url, functionName);
+  for (let up = parent.get(at); up !== undefined; up = parent.get(up)) {
+    const n = byId.get(up) as ProfileNode;
+    const o = originOf(n.callFrame.url, n.callFrame.functionName);
+    if (o !== own && o !== "node:internal" && n.callFrame.url !== "") return frameName(n);
+  }
+  return "(none)";
 }
