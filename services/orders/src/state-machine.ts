@@ -44,14 +44,15 @@ function transition(
   order: OrderRow,
   to: keyof typeof moveTo,
   reason: string,
-  set: Partial<Pick<OrderRow, "paymentId" | "cancelReason">>,
+  /** What the new status records: the payment that confirmed the order, or why it was cancelled. */
+  noted: string,
   announce: () => Promise<string>,
 ) {
   if (!canMove(order.status, to)) {
     throw new Error(`order ${order.id}: no transition ${order.status} -> ${to}`);
   }
   return [
-    () => moveTo[to](tx, { id: order.id, ...set }),
+    () => moveTo[to](tx, order.id, noted),
     () => recordStatus(tx, { orderId: order.id, status: to, reason }),
     announce,
   ] as const;
@@ -66,15 +67,16 @@ const moveTo = {
   CANCELLED: statusChange("CANCELLED", "cancelReason"),
 };
 
-function statusChange(status: OrderStatusName, noted: "paymentId" | "cancelReason") {
-  return reusable((db) =>
+function statusChange(status: OrderStatusName, column: "paymentId" | "cancelReason") {
+  const statement = reusable((db) =>
     db
       .update(orders)
-      .set({ status, [noted]: sql`${sql.placeholder(noted)}`, updatedAt: sql`now()` })
+      .set({ status, [column]: sql`${sql.placeholder("noted")}`, updatedAt: sql`now()` })
       .where(eq(orders.id, sql.placeholder("id")))
       .returning()
       .prepare(`orders_to_${status.toLowerCase()}`),
   );
+  return (tx: Tx, id: string, noted: string) => statement(tx, { id, noted });
 }
 
 /** and its history entry (PlaceOrder writes the first). */
@@ -96,7 +98,7 @@ export const recordStatus = reusable((db) =>
  */
 export function confirmOrder(tx: Tx, order: OrderRow, paymentId: string): CommitWith {
   return commitWith(
-    ...transition(tx, order, "CONFIRMED", "payment captured", { paymentId }, () =>
+    ...transition(tx, order, "CONFIRMED", "payment captured", paymentId, () =>
       enqueueEvent(tx, ORDER_CONFIRMED, OrderConfirmedSchema, {
         orderId: order.id,
         userId: order.userId,
@@ -127,7 +129,7 @@ export async function cancelOrder(
 ): Promise<OrderRow> {
   await releaseStock(inventory, order.id);
   const [[row]] = await pipelined(
-    ...transition(tx, order, "CANCELLED", reason, { cancelReason: reason }, () =>
+    ...transition(tx, order, "CANCELLED", reason, reason, () =>
       enqueueEvent(tx, ORDER_CANCELLED, OrderCancelledSchema, {
         orderId: order.id,
         userId: order.userId,

@@ -64,8 +64,8 @@ export async function enqueueEvent<Desc extends DescMessage>(
   init: MessageInitShape<Desc>,
   headers: Record<string, string> = {},
 ): Promise<string> {
-  const row = outboxRow(schema, init, headers);
-  await insertEvent(tx, { ...row, subject, type: schema.typeName });
+  const row = outboxRow(subject, schema, init, headers);
+  await insertEvent(tx, row.values);
   // Wakes this process's relay once the transaction commits. Not a NOTIFY: PostgreSQL
   // serialises the commits of every notifying transaction of the whole server, WAL
   // flush included, and at saga load that queue was the bottleneck (ADR 0004).
@@ -73,13 +73,14 @@ export async function enqueueEvent<Desc extends DescMessage>(
   return row.id;
 }
 
+/** An outbox row's columns, and the placeholders `outboxRow(…).values` fills. */
+const EVENT_COLUMNS = sql`outbox (id, subject, type, payload, headers)`;
+const EVENT_VALUES = sql`${sql.placeholder("outboxId")}::uuid, ${sql.placeholder("outboxSubject")},
+  ${sql.placeholder("outboxType")}, ${sql.placeholder("outboxPayload")},
+  ${sql.placeholder("outboxMeta")}::jsonb`;
+
 /** Built once (every event goes through it). */
-const insertEvent = reusable(
-  () => sql`
-    insert into outbox (id, subject, type, payload, headers)
-    values (${sql.placeholder("id")}::uuid, ${sql.placeholder("subject")}, ${sql.placeholder("type")},
-      ${sql.placeholder("payload")}, ${sql.placeholder("meta")}::jsonb)`,
-);
+const insertEvent = reusable(() => sql`insert into ${EVENT_COLUMNS} values (${EVENT_VALUES})`);
 
 /**
  * A change and the event that announces it, in one statement: `change` (an UPDATE,
@@ -99,11 +100,7 @@ export function changeWithEvent<Row extends Record<string, unknown>>(change: (db
   const statement = reusable(
     (db) => sql`
       with changed as (${change(db)}), event as (
-        insert into outbox (id, subject, type, payload, headers)
-        select ${sql.placeholder("outboxId")}::uuid, ${sql.placeholder("outboxSubject")},
-          ${sql.placeholder("outboxType")}, ${sql.placeholder("outboxPayload")},
-          ${sql.placeholder("outboxMeta")}::jsonb
-        where exists (select 1 from changed)
+        insert into ${EVENT_COLUMNS} select ${EVENT_VALUES} where exists (select 1 from changed)
       )
       select * from changed`,
   );
@@ -115,14 +112,9 @@ export function changeWithEvent<Row extends Record<string, unknown>>(change: (db
     init: MessageInitShape<Desc>,
     headers: Record<string, string> = {},
   ): Promise<Row[]> => {
-    const row = outboxRow(schema, init, headers);
     const changed = await statement(tx, {
       ...values,
-      outboxId: row.id,
-      outboxSubject: subject,
-      outboxType: schema.typeName,
-      outboxPayload: row.payload,
-      outboxMeta: row.meta,
+      ...outboxRow(subject, schema, init, headers).values,
     });
     // (A change that found nothing wakes the relay for nothing: one empty pass.)
     signalAfterCommit(OUTBOX_COMMITTED);
@@ -131,12 +123,13 @@ export function changeWithEvent<Row extends Record<string, unknown>>(change: (db
 }
 
 /**
- * The outbox row of an event: its id, which also fills the message's `event_id` (and
+ * The outbox row of an event on `subject`: its id, which also fills the message's `event_id` (and
  * `occur_time`); the payload; and the headers — the trace context and request id of the
  * request or event that caused it, so the relay's publish span and every consumer's span
  * become its descendants and the saga is one trace.
  */
 function outboxRow<Desc extends DescMessage>(
+  subject: string,
   schema: Desc,
   init: MessageInitShape<Desc>,
   headers: Record<string, string>,
@@ -152,8 +145,14 @@ function outboxRow<Desc extends DescMessage>(
   if (call !== undefined) traced["x-request-id"] = call.requestId;
   return {
     id,
-    payload: Buffer.from(toBinary(schema, message)),
-    meta: JSON.stringify({ ...traced, ...headers }),
+    /** For EVENT_VALUES's placeholders. */
+    values: {
+      outboxId: id,
+      outboxSubject: subject,
+      outboxType: schema.typeName,
+      outboxPayload: Buffer.from(toBinary(schema, message)),
+      outboxMeta: JSON.stringify({ ...traced, ...headers }),
+    },
   };
 }
 
