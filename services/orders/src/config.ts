@@ -13,6 +13,8 @@
  *   ORPHAN_RESERVATION_MS  stock reserved for an order that was not recorded within this
  *                        long is given back by the placement sweeper (default 120000;
  *                        far above PlaceOrder's deadline)
+ *   USER_CHECK_TTL_MS    how long identity's yes to "does this user exist" is remembered
+ *                        per user (default 60000; 0: identity is asked on every order)
  *   JWT_ISSUER, JWT_AUDIENCE   expected `iss` / `aud` of access tokens
  */
 import { adminEnv } from "@shopmesh/runtime/admin-server.js";
@@ -28,6 +30,7 @@ export const ordersEnv = {
   NATS_DURABLE_PREFIX: env.string({ default: "orders" }),
   CATALOG_ADDR: env.string({ default: "127.0.0.1:50052" }),
   ORPHAN_RESERVATION_MS: env.int({ default: 120_000, min: 1_000, max: 86_400_000 }),
+  USER_CHECK_TTL_MS: env.int({ default: 60_000, min: 0, max: 3_600_000 }),
   ...authEnv,
 };
 

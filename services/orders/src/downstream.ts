@@ -6,6 +6,7 @@
 import type { InventoryService } from "@shopmesh/gen/shop/catalog/v1/inventory_pb.js";
 import type { IdentityService } from "@shopmesh/gen/shop/identity/v1/identity_pb.js";
 import { Code, RpcError, ShopError, UnavailableError } from "@shopmesh/runtime/errors.js";
+import { ExpiringMap } from "@shopmesh/runtime/expiring-map.js";
 import type { Client } from "@shopmesh/runtime/grpc-client.js";
 
 export type IdentityClient = Pick<Client<typeof IdentityService>, "getUser">;
@@ -56,6 +57,29 @@ export function fromDownstream(service: string, err: unknown): Error {
     return new UnavailableError(`${service} is unavailable; try again`, { cause: err });
   }
   return err instanceof Error ? err : new Error(String(err));
+}
+
+/** Checks that a user exists (PlaceOrder's step 2); resolves, or throws our own error. */
+export type UserCheck = (userId: string) => Promise<void>;
+
+/**
+ * identity's GetUser, with a yes remembered for `ttlMs` per user (0: asked on every
+ * order). Users are never deleted or disabled through any RPC, so a user identity knew a
+ * minute ago still exists; remembering saves a gRPC call and an identity query on every
+ * order after a user's first (ADR 0008). A no (NOT_FOUND) or a failure is never
+ * remembered: a user who just registered is known at once.
+ */
+export function userCheck(identity: IdentityClient, ttlMs: number, max = 100_000): UserCheck {
+  const known = new ExpiringMap<string, true>(max);
+  return async (userId) => {
+    if (known.get(userId) !== undefined) return;
+    try {
+      await identity.getUser({ userId });
+    } catch (err) {
+      throw fromDownstream("identity", err);
+    }
+    if (ttlMs > 0) known.set(userId, true, Date.now() + ttlMs);
+  };
 }
 
 /**

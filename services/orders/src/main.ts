@@ -62,7 +62,15 @@ try {
   const verifier = createIdentityVerifier(config);
   const server = createGrpcServer({
     logger,
-    services: [createOrderService({ db: database.db, verifier, identity, inventory })],
+    services: [
+      createOrderService({
+        db: database.db,
+        verifier,
+        identity,
+        inventory,
+        userCheckTtlMs: config.USER_CHECK_TTL_MS,
+      }),
+    ],
   });
   const port = await server.listen(config.PORT, "0.0.0.0");
   admin.readyWhen(whenServing(server.health));

@@ -2,7 +2,8 @@
  * `placeOrder`: the first step of the order saga, for an authenticated caller.
  *
  *   1. idempotency: an order already placed with (user, key) is returned as it is;
- *   2. identity GetUser — the user exists (called with the caller's own token);
+ *   2. identity GetUser — the user exists (called with the caller's own token; a yes
+ *      is remembered for USER_CHECK_TTL_MS, see downstream.ts `userCheck`);
  *   3. a `placements` row, then catalog ReserveStock — stock taken, lines priced by
  *      the catalog;
  *   4. one transaction: order PENDING_PAYMENT + items + history + OrderPlaced, and the
@@ -32,17 +33,18 @@ import type { OrdersDb } from "./db/database.js";
 import { type OrderItemRow, orderItems, orders, placements } from "./db/schema.js";
 import {
   fromDownstream,
-  type IdentityClient,
   type InventoryClient,
   outcomeUnknown,
   releaseStock,
+  type UserCheck,
 } from "./downstream.js";
 import { itemToProto, loadOrderView, type OrderView } from "./order-view.js";
 import { ORDER_PLACED, recordStatus } from "./state-machine.js";
 
 export interface PlaceOrderDeps {
   db: OrdersDb;
-  identity: IdentityClient;
+  /** identity's GetUser, remembered (`userCheck`). */
+  checkUser: UserCheck;
   inventory: InventoryClient;
 }
 
@@ -67,11 +69,7 @@ export async function placeOrder(
 
   // 2. The user exists. The runtime client forwards the caller's token, so identity
   //    answers as it would to the user (GetUser allows the user themself).
-  try {
-    await deps.identity.getUser({ userId });
-  } catch (err) {
-    throw fromDownstream("identity", err);
-  }
+  await deps.checkUser(userId);
 
   // 3. Reserve stock. All or nothing at the catalog; the order id makes it idempotent,
   //    so the client's retry on UNAVAILABLE cannot reserve twice.

@@ -14,7 +14,7 @@ import { type ServiceRegistration, serve } from "@shopmesh/runtime/grpc-server.j
 import { and, desc, eq, type SQL, sql } from "drizzle-orm";
 import type { OrdersDb } from "./db/database.js";
 import { type OrderStatusName, orders } from "./db/schema.js";
-import type { IdentityClient, InventoryClient } from "./downstream.js";
+import { type IdentityClient, type InventoryClient, userCheck } from "./downstream.js";
 import {
   canSee,
   loadOrderView,
@@ -33,6 +33,8 @@ export interface OrderDeps {
   verifier: TokenVerifier;
   identity: IdentityClient;
   inventory: InventoryClient;
+  /** How long identity's yes to "does this user exist" is remembered (USER_CHECK_TTL_MS). */
+  userCheckTtlMs: number;
 }
 
 export const DEFAULT_PAGE_SIZE = 20;
@@ -40,11 +42,12 @@ export const MAX_PAGE_SIZE = 100;
 
 export function createOrderService(deps: OrderDeps): ServiceRegistration {
   const { db, verifier } = deps;
+  const placing = { ...deps, checkUser: userCheck(deps.identity, deps.userCheckTtlMs) };
 
   return serve(OrderService, {
     async placeOrder(req, ctx) {
       const claims = await authenticate(ctx, verifier);
-      const view = await placeOrder(deps, claims, req, ctx.logger);
+      const view = await placeOrder(placing, claims, req, ctx.logger);
       return { order: orderToProto(view) };
     },
 

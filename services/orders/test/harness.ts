@@ -71,6 +71,7 @@ import {
   PAYMENT_SUCCEEDED,
   startOrderConsumers,
 } from "../src/events.js";
+import type { IdentityClient } from "../src/downstream.js";
 import { createOrderService } from "../src/service.js";
 import { ORDER_CANCELLED, ORDER_CONFIRMED, ORDER_PLACED } from "../src/state-machine.js";
 
@@ -139,7 +140,15 @@ export async function startStack() {
   closers.push(() => bus.close());
   const relay = startOutboxRelay({ sql: ordersDatabase.sql, bus, logger, pollMs: 100 });
   closers.push(() => relay.stop());
-  const identity = createGrpcClient(IdentityService, identityAddr, { timeoutMs: 3_000 });
+  const identityGrpc = createGrpcClient(IdentityService, identityAddr, { timeoutMs: 3_000 });
+  // The real client, counting orders' GetUser calls (USER_CHECK_TTL_MS remembers a yes).
+  let identityGetUserCalls = 0;
+  const identity: IdentityClient = {
+    getUser: ((...args: Parameters<IdentityClient["getUser"]>) => {
+      identityGetUserCalls++;
+      return identityGrpc.getUser(...args);
+    }) as IdentityClient["getUser"],
+  };
   const inventory = createGrpcClient(InventoryService, `127.0.0.1:${catalogPort}`, {
     timeoutMs: 3_000,
     // Reconnect quickly after the catalog-outage test brings the catalog back.
@@ -149,7 +158,7 @@ export async function startStack() {
     },
   });
   closers.push(() => {
-    identity.close();
+    identityGrpc.close();
     inventory.close();
   });
   const durablePrefix = `orders-test-${run}`;
@@ -181,6 +190,7 @@ export async function startStack() {
         }),
         identity,
         inventory,
+        userCheckTtlMs: 60_000, // the default
       }),
     ],
     logger,
@@ -227,6 +237,8 @@ export async function startStack() {
   return {
     client,
     identityClient,
+    /** GetUser calls orders made to identity so far. */
+    identityGetUserCalls: () => identityGetUserCalls,
     /** The catalog's InventoryService, as orders calls it. */
     inventory,
     bus,

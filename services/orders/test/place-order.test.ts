@@ -16,7 +16,7 @@ import { eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ordersEnv } from "../src/config.js";
 import { placements } from "../src/db/schema.js";
-import type { IdentityClient, InventoryClient } from "../src/downstream.js";
+import { type IdentityClient, type InventoryClient, userCheck } from "../src/downstream.js";
 import { orderIdFor, placeOrder } from "../src/place-order.js";
 import { sweepPlacements } from "../src/placement-sweeper.js";
 import { ORDER_PLACED } from "../src/state-machine.js";
@@ -262,6 +262,56 @@ describe("PlaceOrder", () => {
     expect(await s.orderRowsOf(userId)).toHaveLength(0);
   });
 
+  it("asks identity once per user while its yes is remembered (USER_CHECK_TTL_MS)", async () => {
+    const p = await s.insertProduct({ stock: 10 });
+    const req = { items: [{ productId: p.id, quantity: 1 }], paymentToken: "tok_visa" };
+    const a = await s.customer();
+    const b = await s.customer();
+    const before = s.identityGetUserCalls();
+    await s.client.placeOrder(req, a.auth);
+    await s.client.placeOrder(req, a.auth);
+    await s.client.placeOrder(req, a.auth);
+    expect(s.identityGetUserCalls() - before).toBe(1);
+    await s.client.placeOrder(req, b.auth);
+    expect(s.identityGetUserCalls() - before).toBe(2);
+    expect(await s.stockOf(p.id)).toBe(6);
+  });
+
+  it("userCheck: a yes expires after its ttl; a no is never remembered; ttl 0 always asks", async () => {
+    const known = await s.customer();
+    const gone = await s.customer();
+    await s.deleteUser(gone.userId);
+    let calls = 0;
+    const counting = (auth: typeof known.auth): IdentityClient => ({
+      getUser: ((req: { userId: string }) => {
+        calls++;
+        return s.identityClient.getUser(req, auth);
+      }) as IdentityClient["getUser"],
+    });
+
+    const remembering = userCheck(counting(known.auth), 150);
+    await remembering(known.userId);
+    await remembering(known.userId);
+    expect(calls).toBe(1);
+    await new Promise((r) => setTimeout(r, 200));
+    await remembering(known.userId);
+    expect(calls).toBe(2);
+
+    const forGone = userCheck(counting(gone.auth), 60_000);
+    for (let i = 0; i < 2; i++) {
+      await expect(forGone(gone.userId)).rejects.toMatchObject({
+        code: Code.NOT_FOUND,
+        message: `user ${gone.userId} not found`,
+      });
+    }
+    expect(calls).toBe(4);
+
+    const always = userCheck(counting(known.auth), 0);
+    await always(known.userId);
+    await always(known.userId);
+    expect(calls).toBe(6);
+  });
+
   it("answers UNAVAILABLE while the catalog is down, and writes nothing", async () => {
     const { userId, auth } = await s.customer();
     const p = await s.insertProduct({ stock: 2 });
@@ -400,7 +450,7 @@ describe("orphaned stock reservations (the placement sweeper)", () => {
     };
     const claims = { sub: userId, roles: ["customer"] } as unknown as Claims;
     const placing = placeOrder(
-      { db: s.ordersDb, identity, inventory: slowInventory },
+      { db: s.ordersDb, checkUser: userCheck(identity, 0), inventory: slowInventory },
       claims,
       create(PlaceOrderRequestSchema, {
         items: [{ productId: p.id, quantity: 2 }],
@@ -413,6 +463,19 @@ describe("orphaned stock reservations (the placement sweeper)", () => {
     expect(await s.orderRowsOf(userId)).toHaveLength(0);
     expect(await s.stockOf(p.id)).toBe(5);
     expect(await placementsOf(orderIdFor(userId, "slow"))).toEqual([]);
+  });
+});
+
+describe("USER_CHECK_TTL_MS", () => {
+  const base = { DATABASE_URL: "postgres://localhost/orders", NATS_URL: "nats://localhost:4222" };
+  it("defaults to a minute, accepts 0 (always ask), refuses what is not a duration", () => {
+    expect(loadConfig(ordersEnv, base).USER_CHECK_TTL_MS).toBe(60_000);
+    expect(loadConfig(ordersEnv, { ...base, USER_CHECK_TTL_MS: "0" }).USER_CHECK_TTL_MS).toBe(0);
+    for (const bad of ["-1", "soon", "3600001"]) {
+      expect(() => loadConfig(ordersEnv, { ...base, USER_CHECK_TTL_MS: bad })).toThrow(
+        /USER_CHECK_TTL_MS/,
+      );
+    }
   });
 });
 

@@ -8,6 +8,7 @@ import { KeyService } from "@shopmesh/gen/shop/identity/v1/keys_pb.js";
 import { createLocalJWKSet, type JSONWebKeySet, errors as joseErrors, jwtVerify } from "jose";
 import type { CallContext } from "./context.js";
 import { PermissionDeniedError, UnauthenticatedError } from "./errors.js";
+import { ExpiringMap } from "./expiring-map.js";
 import { createGrpcClient } from "./grpc-client.js";
 
 export const ROLE_CUSTOMER = "customer";
@@ -55,8 +56,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   // A token is verified once (a signature check costs ~100 µs) and remembered until it
   // expires; the whole cache is dropped whenever the key set is fetched again, so a
   // withdrawn key stops working as soon as it would without the cache.
-  const verified = new Map<string, Claims>();
-  const maxCached = options.maxCachedTokens ?? 10_000;
+  const verified = new ExpiringMap<string, Claims>(options.maxCachedTokens ?? 10_000);
 
   const load = async (force: boolean) => {
     const now = Date.now();
@@ -79,10 +79,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   const check = async (token: string, force: boolean): Promise<Claims> => {
     const { keys } = await load(force);
     const known = verified.get(token);
-    if (known !== undefined) {
-      if (known.exp * 1000 > Date.now()) return known;
-      verified.delete(token); // expired: jwtVerify below says so
-    }
+    if (known !== undefined) return known; // (an expired one is not: jwtVerify says so)
     const { payload } = await jwtVerify(token, keys, {
       algorithms: [TOKEN_ALG],
       issuer: options.issuer,
@@ -97,8 +94,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       jti: String(payload.jti),
       exp: Number(payload.exp),
     };
-    if (verified.size >= maxCached) verified.delete(verified.keys().next().value as string);
-    verified.set(token, claims);
+    verified.set(token, claims, claims.exp * 1000);
     return claims;
   };
 
