@@ -65,13 +65,13 @@ import {
 import { and, eq, inArray, sql } from "drizzle-orm";
 import { openOrdersDatabase } from "../src/db/database.js";
 import { orders, outbox } from "../src/db/schema.js";
+import type { IdentityClient } from "../src/downstream.js";
 import {
   PAYMENT_FAILED,
   PAYMENT_REFUNDED,
   PAYMENT_SUCCEEDED,
   startOrderConsumers,
 } from "../src/events.js";
-import type { IdentityClient } from "../src/downstream.js";
 import { createOrderService } from "../src/service.js";
 import { ORDER_CANCELLED, ORDER_CONFIRMED, ORDER_PLACED } from "../src/state-machine.js";
 
