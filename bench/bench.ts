@@ -561,13 +561,19 @@ function summaryLine(r: ScenarioResult): string {
         .join(", ")}`
     : "";
   const perOrderDb = r.extra?.["perOrderDb"] as
-    | Record<string, { transactions: number; inserted: number; updated: number }>
+    | Record<
+        string,
+        { transactions: number; inserted: number; updated: number; backendCpuUs?: number }
+      >
     | undefined;
   const dbLine = perOrderDb
-    ? `\n  PostgreSQL per order (transactions / rows inserted / updated): ${Object.entries(
+    ? `\n  PostgreSQL per order (transactions / rows inserted / updated / backends' CPU µs): ${Object.entries(
         perOrderDb,
       )
-        .map(([k, v]) => `${k} ${v.transactions}/${v.inserted}/${v.updated}`)
+        .map(
+          ([k, v]) =>
+            `${k} ${v.transactions}/${v.inserted}/${v.updated}/${v.backendCpuUs === undefined ? "–" : fmtInt(v.backendCpuUs)}`,
+        )
         .join(", ")}`
     : "";
   const x = r.extra ?? {};

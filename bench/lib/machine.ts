@@ -50,6 +50,17 @@ export function rssMb(pid: number): number | undefined {
   }
 }
 
+/** CPU time a process has used so far, in ms (user + system), or undefined when it is not here. */
+export function cpuMsOf(pid: number): number | undefined {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
+    return ((Number(f[11]) + Number(f[12])) * 1000) / TICKS_PER_SECOND;
+  } catch {
+    return undefined;
+  }
+}
+
 /** A process to account CPU to; `withChildren` adds its direct children (PostgreSQL backends). */
 export interface Tracked {
   label: string;

@@ -22,6 +22,7 @@ import postgres from "postgres";
 import type { HttpClient } from "./http.js";
 import { HttpError } from "./http.js";
 import { type LoopResult, runLoop } from "./loop.js";
+import { cpuMsOf } from "./machine.js";
 import type { BenchUser } from "./shop.js";
 import { type Percentiles, percentilesOf, Recorder } from "./stats.js";
 
@@ -70,7 +71,17 @@ export interface SagaResult extends LoopResult {
      */
     perOrderDb: Record<
       string,
-      { transactions: number; inserted: number; updated: number; fetched: number }
+      {
+        transactions: number;
+        inserted: number;
+        updated: number;
+        fetched: number;
+        /**
+         * CPU of the database's backends per order (µs), from /proc: PostgreSQL's cost per
+         * service. Absent when PostgreSQL runs on another machine.
+         */
+        backendCpuUs?: number;
+      }
     >;
   };
 }
@@ -80,7 +91,17 @@ interface Outcome {
   at: number;
 }
 
-type DbStats = Map<string, { xact: number; ins: number; upd: number; fetched: number }>;
+type DbStats = Map<
+  string,
+  {
+    xact: number;
+    ins: number;
+    upd: number;
+    fetched: number;
+    /** CPU ms used so far by each backend connected to the database (local PostgreSQL only). */
+    backendsMs: Map<number, number>;
+  }
+>;
 
 async function dbStats(adminUrl: string, prefix: string): Promise<DbStats> {
   const sql = postgres(adminUrl, { max: 1, onnotice: () => {} });
@@ -90,17 +111,25 @@ async function dbStats(adminUrl: string, prefix: string): Promise<DbStats> {
     >`select datname, xact_commit + xact_rollback as xact, tup_inserted as ins,
         tup_updated as upd, tup_fetched as fetched
       from pg_stat_database where datname like ${`${prefix}%`}`;
-    return new Map(
+    const backends = await sql<{ pid: number; datname: string }[]>`
+      select pid, datname from pg_stat_activity where datname like ${`${prefix}%`}`;
+    const stats: DbStats = new Map(
       rows.map((r) => [
-        r.datname.slice(prefix.length),
+        r.datname,
         {
           xact: Number(r.xact),
           ins: Number(r.ins),
           upd: Number(r.upd),
           fetched: Number(r.fetched),
+          backendsMs: new Map(),
         },
       ]),
     );
+    for (const b of backends) {
+      const ms = cpuMsOf(b.pid); // undefined when PostgreSQL runs on another machine
+      if (ms !== undefined) stats.get(b.datname)?.backendsMs.set(b.pid, ms);
+    }
+    return new Map([...stats].map(([name, v]) => [name.slice(prefix.length), v]));
   } finally {
     await sql.end({ timeout: 5 });
   }
@@ -248,12 +277,18 @@ export async function runSaga(o: SagaOptions): Promise<SagaResult> {
   const perOrderDb: SagaResult["extra"]["perOrderDb"] = {};
   const per = (n: number) => Math.round((n / Math.max(1, placedTotal)) * 10) / 10;
   for (const [db, after] of statsAfter) {
-    const before = statsBefore.get(db) ?? { xact: 0, ins: 0, upd: 0, fetched: 0 };
+    const before = statsBefore.get(db);
+    // Backends that lived through the scenario, and those it opened (counted from zero).
+    let backendMs = 0;
+    for (const [pid, ms] of after.backendsMs) backendMs += ms - (before?.backendsMs.get(pid) ?? 0);
     perOrderDb[db] = {
-      transactions: per(after.xact - before.xact),
-      inserted: per(after.ins - before.ins),
-      updated: per(after.upd - before.upd),
-      fetched: per(after.fetched - before.fetched),
+      transactions: per(after.xact - (before?.xact ?? 0)),
+      inserted: per(after.ins - (before?.ins ?? 0)),
+      updated: per(after.upd - (before?.upd ?? 0)),
+      fetched: per(after.fetched - (before?.fetched ?? 0)),
+      ...(after.backendsMs.size > 0
+        ? { backendCpuUs: Math.round((backendMs * 1000) / Math.max(1, placedTotal)) }
+        : {}),
     };
   }
 
