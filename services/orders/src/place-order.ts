@@ -19,18 +19,21 @@ import type { ReservedLine } from "@shopmesh/gen/shop/catalog/v1/inventory_pb.js
 import { OrderPlacedSchema } from "@shopmesh/gen/shop/orders/v1/events_pb.js";
 import type { PlaceOrderRequest } from "@shopmesh/gen/shop/orders/v1/orders_pb.js";
 import type { Claims } from "@shopmesh/runtime/auth.js";
-import {
-  pgErrorCode,
-  reusable,
-  transactionEndingWith,
-  UNIQUE_VIOLATION,
-} from "@shopmesh/runtime/db.js";
+import { pgErrorCode, reusable, UNIQUE_VIOLATION } from "@shopmesh/runtime/db.js";
 import { AbortedError, Code, FailedPreconditionError, RpcError } from "@shopmesh/runtime/errors.js";
 import type { Logger } from "@shopmesh/runtime/logger.js";
-import { enqueueEvent } from "@shopmesh/runtime/outbox.js";
+import { statementWithEvent } from "@shopmesh/runtime/outbox.js";
 import { and, eq, sql } from "drizzle-orm";
 import type { OrdersDb } from "./db/database.js";
-import { type OrderItemRow, orderItems, orders, placements } from "./db/schema.js";
+import {
+  type OrderHistoryRow,
+  type OrderItemRow,
+  type OrderRow,
+  orderHistory,
+  orderItems,
+  orders,
+  placements,
+} from "./db/schema.js";
 import {
   fromDownstream,
   type InventoryClient,
@@ -39,7 +42,7 @@ import {
   type UserCheck,
 } from "./downstream.js";
 import { itemToProto, loadOrderView, type OrderView } from "./order-view.js";
-import { ORDER_PLACED, recordStatus } from "./state-machine.js";
+import { ORDER_PLACED } from "./state-machine.js";
 
 export interface PlaceOrderDeps {
   db: OrdersDb;
@@ -103,39 +106,51 @@ export async function placeOrder(
   try {
     const priced = priceLines(lines);
     const lineRows = priced.items.map((i) => ({ ...i, orderId }));
-    // One transaction in one write, BEGIN to COMMIT, in this order; the view is built
-    // from what the inserts return: nothing is read back.
-    const [[order], , history] = await transactionEndingWith(
+    // One statement (it commits on its own): the order, its lines, its history, the end
+    // of its placement and OrderPlaced. The view is built from what was written and the
+    // times the database gave it: nothing is read back.
+    const [recorded] = await recordOrder(
       db,
-      (tx) =>
-        [
-          () =>
-            insertOrder(tx, {
-              id: orderId,
-              userId,
-              totalAmount: priced.total,
-              currencyCode: priced.currencyCode,
-              idempotencyKey: key ?? null,
-            }),
-          () => insertItems(tx, itemColumns(orderId, lineRows)),
-          () => recordStatus(tx, { orderId, status: "PENDING_PAYMENT", reason: "" }),
-          // A concurrent retry with the same key meets the order's unique key first (and
-          // returns the winner below). Then the placements row goes; if it is gone already,
-          // the sweeper judged this call dead and gave the stock back, and nothing of it may
-          // be recorded: the statement fails (a division by zero, PostgreSQL having no
-          // assertion statement), and with it the transaction.
-          () => claimPlacement(tx, { orderId }),
-          () =>
-            enqueueEvent(tx, ORDER_PLACED, OrderPlacedSchema, {
-              orderId,
-              userId,
-              items: lineRows.map((i) => itemToProto(i, priced.currencyCode)),
-              total: { currencyCode: priced.currencyCode, amount: priced.total },
-              paymentToken: req.paymentToken,
-            }),
-        ] as const,
+      {
+        id: orderId,
+        userId,
+        totalAmount: priced.total,
+        currencyCode: priced.currencyCode,
+        idempotencyKey: key ?? null,
+        ...itemColumns(lineRows),
+      },
+      ORDER_PLACED,
+      OrderPlacedSchema,
+      {
+        orderId,
+        userId,
+        items: lineRows.map((i) => itemToProto(i, priced.currencyCode)),
+        total: { currencyCode: priced.currencyCode, amount: priced.total },
+        paymentToken: req.paymentToken,
+      },
     );
-    if (order === undefined) throw new Error("insert returned no order");
+    if (recorded === undefined) throw new Error("recording the order returned nothing");
+    const order: OrderRow = {
+      id: orderId,
+      userId,
+      status: "PENDING_PAYMENT",
+      totalAmount: priced.total,
+      currencyCode: priced.currencyCode,
+      paymentId: null,
+      cancelReason: null,
+      idempotencyKey: key ?? null,
+      createdAt: new Date(recorded.created_ms),
+      updatedAt: new Date(recorded.updated_ms),
+    };
+    const history: OrderHistoryRow[] = [
+      {
+        seq: Number(recorded.history_seq),
+        orderId,
+        status: "PENDING_PAYMENT",
+        reason: "",
+        changedAt: new Date(recorded.changed_ms),
+      },
+    ];
     // The lines are what was inserted (nothing is defaulted), in position order already.
     return { order, items: lineRows, history } satisfies OrderView;
   } catch (err) {
@@ -164,37 +179,58 @@ export async function placeOrder(
 
 const ORDERS_PKEY = "orders_pkey";
 
-/** PlaceOrder's statements, built once (every order runs them): the order, */
-const insertOrder = reusable((db) =>
-  db
-    .insert(orders)
-    .values({
-      id: sql.placeholder("id"),
-      userId: sql.placeholder("userId"),
-      status: "PENDING_PAYMENT",
-      totalAmount: sql.placeholder("totalAmount"),
-      currencyCode: sql.placeholder("currencyCode"),
-      idempotencyKey: sql.placeholder("idempotencyKey"),
-    })
-    .returning()
-    .prepare("orders_insert_order"),
+/**
+ * PlaceOrder's record, one statement built once (every order runs it): the order
+ * PENDING_PAYMENT, its lines (any number: a column of values per placeholder), its first
+ * history entry and OrderPlaced; and the end of its placement. The order goes in first,
+ * so a concurrent retry with the same key meets the order's unique key (and returns the
+ * winner, above). Then the placements row goes; if it was gone already, the sweeper judged
+ * this call dead and gave the stock back, and nothing of it may be recorded: the statement
+ * fails (a division by zero, PostgreSQL having no assertion statement), all of it.
+ * (The lines' and history's foreign keys are checked at the end of the statement, when the
+ * order is there.)
+ */
+const recordOrder = statementWithEvent<{
+  created_ms: number;
+  updated_ms: number;
+  history_seq: string;
+  changed_ms: number;
+}>(
+  (_db, insertEvent) => sql`
+    with placed as (
+      insert into ${orders} (id, user_id, status, total_amount, currency_code, idempotency_key)
+      values (${sql.placeholder("id")}::uuid, ${sql.placeholder("userId")}::uuid, 'PENDING_PAYMENT',
+        ${sql.placeholder("totalAmount")}::bigint, ${sql.placeholder("currencyCode")},
+        ${sql.placeholder("idempotencyKey")})
+      returning id, created_at, updated_at
+    ), claimed as (
+      delete from ${placements} where order_id = (select id from placed) returning 1
+    ), lines as (
+      insert into ${orderItems} (order_id, position, product_id, sku, name, quantity,
+        unit_price_amount, line_total_amount)
+      select placed.id, l.* from placed, unnest(
+        ${sql.placeholder("positions")}::smallint[], ${sql.placeholder("productIds")}::uuid[],
+        ${sql.placeholder("skus")}::text[], ${sql.placeholder("names")}::text[],
+        ${sql.placeholder("quantities")}::int[], ${sql.placeholder("unitPrices")}::bigint[],
+        ${sql.placeholder("lineTotals")}::bigint[]) as l
+    ), history as (
+      insert into ${orderHistory} (order_id, status, reason)
+      select id, 'PENDING_PAYMENT', '' from placed
+      returning seq, changed_at
+    ), event as (
+      ${insertEvent} from placed
+    )
+    select extract(epoch from placed.created_at)::float8 * 1000 as created_ms,
+      extract(epoch from placed.updated_at)::float8 * 1000 as updated_ms,
+      history.seq as history_seq,
+      extract(epoch from history.changed_at)::float8 * 1000 as changed_ms,
+      1 / (select count(*) from claimed)::int as placement_claimed
+    from placed, history`,
 );
 
-/** its lines, any number in one statement (a column of values per placeholder), */
-const insertItems = reusable(
-  () => sql`
-    insert into ${orderItems} (order_id, position, product_id, sku, name, quantity,
-      unit_price_amount, line_total_amount)
-    select ${sql.placeholder("orderId")}::uuid, * from unnest(
-      ${sql.placeholder("positions")}::smallint[], ${sql.placeholder("productIds")}::uuid[],
-      ${sql.placeholder("skus")}::text[], ${sql.placeholder("names")}::text[],
-      ${sql.placeholder("quantities")}::int[], ${sql.placeholder("unitPrices")}::bigint[],
-      ${sql.placeholder("lineTotals")}::bigint[])`,
-);
-
-function itemColumns(orderId: string, lines: OrderItemRow[]) {
+/** Order lines as one array per column, for `recordOrder`'s unnest. */
+function itemColumns(lines: OrderItemRow[]) {
   return {
-    orderId,
     positions: lines.map((l) => l.position),
     productIds: lines.map((l) => l.productId),
     skus: lines.map((l) => l.sku),
@@ -204,13 +240,6 @@ function itemColumns(orderId: string, lines: OrderItemRow[]) {
     lineTotals: lines.map((l) => String(l.lineTotalAmount)),
   };
 }
-
-/** and the end of its placement, failing (division by zero) when the sweeper ended it first. */
-const claimPlacement = reusable(
-  () => sql`
-    with claimed as (delete from ${placements} where ${placements.orderId} = ${sql.placeholder("orderId")} returning 1)
-    select 1 / (select count(*) from claimed)::int as placed`,
-);
 
 /**
  * The order id of (user, idempotency key): the same on every retry, so a retry after

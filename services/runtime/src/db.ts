@@ -283,6 +283,16 @@ export function signalAfterCommit(topic: string): boolean {
 }
 
 /**
+ * `signalAfterCommit` for a statement that ran on `session`: inside a transaction the
+ * signal waits for its commit; a statement run on the pool itself has committed by the
+ * time it answered, so the pool's listeners hear it now.
+ */
+export function signalCommitted(session: Tx, topic: string): void {
+  if (signalAfterCommit(topic)) return;
+  notifyCommitted(sessionOf(session).client, new Set([topic]));
+}
+
+/**
  * Runs `listener` after each commit, on the tuned pool `pool`, of a transaction that
  * signalled `topic`. Only this process hears it. Returns a function that stops listening.
  */

@@ -21,7 +21,7 @@ import {
   uuid,
 } from "drizzle-orm/pg-core";
 import { currentCall } from "./context.js";
-import { reusable, signalAfterCommit } from "./db.js";
+import { reusable, signalAfterCommit, signalCommitted } from "./db.js";
 import { traceHeaders } from "./tracing.js";
 
 const bytea = customType<{ data: Uint8Array; driverData: Buffer }>({
@@ -97,12 +97,29 @@ const insertEvent = reusable(() => sql`insert into ${EVENT_COLUMNS} values (${EV
  * The event's own placeholders are named `outbox…`; the change's must not be.
  */
 export function changeWithEvent<Row extends Record<string, unknown>>(change: (db: Tx) => SQL) {
-  const statement = reusable(
-    (db) => sql`
+  return statementWithEvent<Row>(
+    (db, insertEvent) => sql`
       with changed as (${change(db)}), event as (
-        insert into ${EVENT_COLUMNS} select ${EVENT_VALUES} where exists (select 1 from changed)
+        ${insertEvent} where exists (select 1 from changed)
       )
       select * from changed`,
+  );
+}
+
+/**
+ * Any one statement that writes an event: `build(db, insertEvent)` returns it, with
+ * `insertEvent` — `insert into outbox (…) select <the event's values>` — placed where the
+ * event belongs, typically as a CTE that ends it with `from <a CTE>` or `where …`, so
+ * that the event is written exactly when the rest is. For several changes that must
+ * commit together, one statement instead of a transaction of several: PostgreSQL answers
+ * (and flushes) every statement on its own, so each one saved is a write and a wake-up on
+ * both sides. Built once; runs like `changeWithEvent`'s runner.
+ */
+export function statementWithEvent<Row extends Record<string, unknown>>(
+  build: (db: Tx, insertEvent: SQL) => SQL,
+) {
+  const statement = reusable((db) =>
+    build(db, sql`insert into ${EVENT_COLUMNS} select ${EVENT_VALUES}`),
   );
   return async <Desc extends DescMessage>(
     tx: Tx,
@@ -112,13 +129,13 @@ export function changeWithEvent<Row extends Record<string, unknown>>(change: (db
     init: MessageInitShape<Desc>,
     headers: Record<string, string> = {},
   ): Promise<Row[]> => {
-    const changed = await statement(tx, {
+    const rows = await statement(tx, {
       ...values,
       ...outboxRow(subject, schema, init, headers).values,
     });
-    // (A change that found nothing wakes the relay for nothing: one empty pass.)
-    signalAfterCommit(OUTBOX_COMMITTED);
-    return changed as unknown as Row[];
+    // (A statement that wrote no event wakes the relay for nothing: one empty pass.)
+    signalCommitted(tx, OUTBOX_COMMITTED);
+    return rows as unknown as Row[];
   };
 }
 

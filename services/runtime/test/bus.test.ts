@@ -24,9 +24,11 @@ import {
   freePort,
   openDatabase,
   PermanentEventError,
+  pgErrorCode,
   processOnce,
   startConsumer,
   startOutboxRelay,
+  statementWithEvent,
 } from "../src/index.js";
 import { createTestDatabase } from "../src/testing.js";
 
@@ -151,6 +153,68 @@ describe("outbox relay and consumer", () => {
     for (const [i, at] of committed.entries()) expect((seen[i] ?? 0) - at).toBeLessThan(1_000);
     sub.unsubscribe();
     await relay.stop();
+  });
+
+  it("statementWithEvent: one statement on the pool commits its change and event together and wakes the relay", async () => {
+    const subject = `${topic}.statement`;
+    const relay = startOutboxRelay({ sql: database.sql, bus, logger, pollMs: 60_000 });
+    await expect.poll(() => relay.backlog(), { timeout: 5_000 }).toBe(0);
+    const seen: string[] = [];
+    const sub = bus.nc.subscribe(subject, {
+      callback: (_err, m) => {
+        seen.push(fromBinary(UserRegisteredSchema, m.data).userId);
+      },
+    });
+    await bus.nc.flush();
+    try {
+      // Two rows and the event, all or nothing; the check fails (division by zero) when
+      // `ok` is false, after both inserts ran.
+      const addPair = statementWithEvent<{ first: number }>(
+        (_db, insertEvent) => sql`
+        with a as (insert into widgets (name) values (${sql.placeholder("name")}) returning id),
+        b as (insert into widgets (name) select ${sql.placeholder("name")} from a returning id),
+        event as (${insertEvent} from a)
+        select a.id as first, 1 / ${sql.placeholder("ok")}::int as checked from a, b`,
+      );
+      const count = async (name: string) =>
+        (
+          await database.sql<
+            { n: number }[]
+          >`select count(*)::int as n from widgets where name = ${name}`
+        )[0]?.n;
+
+      const [row] = await addPair(
+        database.db,
+        { name: "pair", ok: 1 },
+        subject,
+        UserRegisteredSchema,
+        {
+          userId: "pair",
+        },
+      );
+      expect(typeof row?.first).toBe("number");
+      expect(await count("pair")).toBe(2);
+      // Published at once: the relay's poll is a minute away.
+      await expect.poll(() => seen, { timeout: 2_000, interval: 5 }).toEqual(["pair"]);
+
+      const failed = await addPair(
+        database.db,
+        { name: "broken", ok: 0 },
+        subject,
+        UserRegisteredSchema,
+        { userId: "broken" },
+      ).catch((err: unknown) => err);
+      expect(pgErrorCode(failed)?.code).toBe("22012"); // division by zero
+      expect(await count("broken")).toBe(0);
+      const events = await database.sql<{ payload: Buffer }[]>`
+      select payload from outbox where subject = ${subject}`;
+      expect(events.map((e) => fromBinary(UserRegisteredSchema, e.payload).userId)).toEqual([
+        "pair",
+      ]);
+    } finally {
+      sub.unsubscribe();
+      await relay.stop();
+    }
   });
 
   it("dead-letters a message the handler calls permanent at once, and carries trace headers", async () => {
