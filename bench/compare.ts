@@ -12,7 +12,8 @@
  *   --saga-products N   passed on to the bench (default: the bench's)
  *
  * Prints, per side, the median orders/s and p99 and the median CPU per order of every
- * process group. The services a change did not touch are the control: if their CPU per
+ * process group, and of PostgreSQL's backends per service database ("postgres orders", …;
+ * a base older than that measurement shows 0 there). The services a change did not touch are the control: if their CPU per
  * order moved as much as the changed ones', the difference is the machine's. The runs'
  * own result files stay in each checkout's bench/results/; this checkout's committed
  * bench/results/latest.json is put back as it was.
@@ -95,6 +96,7 @@ function sagaIn(dir: string): Promise<SagaRun> {
           rate: number;
           latencyMs: { p99: number };
           cpuUsPerOp?: Record<string, number>;
+          extra?: { perOrderDb?: Record<string, { backendCpuUs?: number }> };
         }[];
       };
       const saga = result.scenarios.find((s) => s.name === "saga");
@@ -102,7 +104,13 @@ function sagaIn(dir: string): Promise<SagaRun> {
         reject(new Error(`no saga result in ${file}`));
         return;
       }
-      resolve({ rate: saga.rate, p99: saga.latencyMs.p99, cpu: saga.cpuUsPerOp ?? {} });
+      // PostgreSQL's backends per service database, where the bench measured them (a base
+      // older than that has none): "postgres <db>".
+      const cpu = { ...saga.cpuUsPerOp };
+      for (const [db, stats] of Object.entries(saga.extra?.perOrderDb ?? {})) {
+        if (stats.backendCpuUs !== undefined) cpu[`postgres ${db}`] = stats.backendCpuUs;
+      }
+      resolve({ rate: saga.rate, p99: saga.latencyMs.p99, cpu });
     });
   });
 }
