@@ -21,7 +21,7 @@ import {
   type ReleaseStockRequest,
   type ReserveStockRequest,
 } from "@shopmesh/gen/shop/catalog/v1/inventory_pb.js";
-import { reusable, transactionEndingWith } from "@shopmesh/runtime/db.js";
+import { reusable } from "@shopmesh/runtime/db.js";
 import {
   FailedPreconditionError,
   InvalidArgumentError,
@@ -87,47 +87,72 @@ async function reserveStock(deps: InventoryDeps, req: ReserveStockRequest) {
 type Item = { productId: string; quantity: number };
 
 /**
- * The common case, as one transaction sent in one write with its COMMIT
- * (`transactionEndingWith`): the reservation row, every line taken, and a guard that
- * fails unless every line was. A best-seller's row is then locked only while PostgreSQL
- * runs the statements and commits, never across a round trip to this process.
- * Undefined when anything else is the case — the order is reserved already, a product is
- * missing, inactive or short, or a line would leave its product at or below the low-stock
- * threshold (whose StockLow event must be written in the same transaction): the careful
- * path then decides, and says what is wrong.
+ * The common case, as one statement that commits on its own: the reservation row, every
+ * line taken, and a guard that fails unless every line was. A best-seller's row is then
+ * locked only while PostgreSQL runs the statement and commits, never across a round trip
+ * to this process. Undefined when anything else is the case — the order is reserved
+ * already, a product is missing, inactive or short, or a line would leave its product at
+ * or below the low-stock threshold (whose StockLow event must be written in the same
+ * transaction): the careful path then decides, and says what is wrong.
  */
 async function reserveAtOnce(
   deps: InventoryDeps,
   orderId: string,
   ordered: [number, Item][],
 ): Promise<LineRow[] | undefined> {
-  const floor = deps.lowStockThreshold ?? -1;
   try {
-    const [, ...results] = await transactionEndingWith(deps.db, (tx) => [
-      // No ON CONFLICT: an order reserved already fails on the key, and so does all of it.
-      () => insertReservation(tx, { orderId }),
-      ...ordered.map(
-        ([position, item]) =>
-          () =>
-            take(tx, orderId, position, item, floor),
-      ),
-      // PostgreSQL has no assertion statement: a division by zero is the failure.
-      () => checkAllTaken(tx, { orderId, lines: ordered.length }),
-    ]);
-    const taken = results.slice(0, ordered.length) as TakenRow[][];
-    const lines: LineRow[] = [];
-    for (const [i, [position, item]] of ordered.entries()) {
-      const row = taken[i]?.[0];
-      if (row === undefined) return undefined; // cannot be: the guard would have failed
-      lines.push(lineOf(orderId, position, item.quantity, row));
-    }
-    return lines.sort((a, b) => a.position - b.position);
+    const taken = (await reserveAll(deps.db, {
+      orderId,
+      productIds: ordered.map(([, item]) => item.productId),
+      quantities: ordered.map(([, item]) => item.quantity),
+      positions: ordered.map(([position]) => position),
+      floor: deps.lowStockThreshold ?? -1,
+      lines: ordered.length,
+    })) as (TakenRow & { position: number; quantity: number })[];
+    return taken
+      .map((row) => lineOf(orderId, row.position, row.quantity, row))
+      .sort((a, b) => a.position - b.position);
   } catch {
-    // Rolled back, whatever it was (even a lost connection after COMMIT went out: the
-    // careful path then finds the reservation, if it committed, and returns it).
+    // Nothing was written, whatever it was (even a lost connection after the statement went
+    // out: the careful path then finds the reservation, if it committed, and returns it).
     return undefined;
   }
 }
+
+/**
+ * ReserveStock's common case in one statement, built once: the reservation row (no ON
+ * CONFLICT: an order reserved already fails on the key, and so does all of it); the
+ * products locked in id order (as every writer of several products locks them: no
+ * deadlock); each line taken — stock down by its quantity if the product is active and
+ * keeps more than `floor` units — and recorded with the product's price, from the row,
+ * never from the caller; and the guard: PostgreSQL has no assertion statement, so a
+ * division by zero fails the statement unless every line was taken.
+ */
+const reserveAll = reusable(() => {
+  const productIds = sql`${sql.placeholder("productIds")}::uuid[]`;
+  return sql`
+    with wanted as (
+      select * from unnest(${productIds}, ${sql.placeholder("quantities")}::int[],
+        ${sql.placeholder("positions")}::int[]) as w(product_id, quantity, position)
+    ), reservation as (
+      insert into ${reservations} (order_id) values (${sql.placeholder("orderId")}) returning order_id
+    ), locked as (
+      select id from ${products} where id = any(${productIds}) order by id for update
+    ), taken as (
+      update ${products} p set stock = p.stock - w.quantity, updated_at = now()
+      from wanted w, reservation r
+      where p.id = w.product_id and p.id in (select id from locked) and p.active
+        and p.stock - w.quantity > ${sql.placeholder("floor")}::int
+      returning p.id, p.sku, p.name, p.stock, p.price_amount, p.currency_code, w.quantity,
+        w.position, r.order_id
+    ), line as (
+      insert into ${reservationLines}
+        (order_id, product_id, position, sku, name, quantity, unit_price_amount, currency_code)
+      select order_id, id, position, sku, name, quantity, price_amount, currency_code from taken
+    )
+    select id, sku, name, stock, price_amount::text, currency_code, quantity, position from taken
+    where (select 1 / (count(*) = ${sql.placeholder("lines")}::int)::int from taken) = 1`;
+});
 
 /**
  * Reserves with every check in this process: claims the order id (a concurrent call for
@@ -242,13 +267,6 @@ const takeLine = reusable(() => {
     select id, sku, name, stock, price_amount::text, currency_code from taken`;
 });
 
-const insertReservation = reusable((db) =>
-  db
-    .insert(reservations)
-    .values({ orderId: sql.placeholder("orderId") })
-    .prepare("catalog_insert_reservation"),
-);
-
 /** The careful path's claim: no row back when the order is reserved already. */
 const claimReservation = reusable((db) =>
   db
@@ -257,13 +275,6 @@ const claimReservation = reusable((db) =>
     .onConflictDoNothing({ target: reservations.orderId })
     .returning({ orderId: reservations.orderId })
     .prepare("catalog_claim_reservation"),
-);
-
-/** PostgreSQL has no assertion statement: a division by zero is the failure. */
-const checkAllTaken = reusable(
-  () => sql`
-    select 1 / (count(*) = ${sql.placeholder("lines")}::int)::int as all_taken
-    from reservation_lines where order_id = ${sql.placeholder("orderId")}`,
 );
 
 function lineOf(orderId: string, position: number, quantity: number, p: TakenRow): LineRow {
