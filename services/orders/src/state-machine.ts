@@ -6,15 +6,16 @@
  *         └──PaymentFailed / CancelOrder──▶ CANCELLED ◀──CancelOrder──┘   (final)
  *
  * Every transition here runs inside the caller's transaction on a row locked with
- * `lockOrder`, writes the status, one history entry and the event that announces it
- * (outbox) together: either all of it commits or none of it does.
+ * `lockOrder`, and writes the status, one history entry and the event that announces it
+ * (outbox) in one statement: either all of it commits or none of it does.
  */
+import type { DescMessage, MessageInitShape } from "@bufbuild/protobuf";
 import {
   OrderCancelledSchema,
   OrderConfirmedSchema,
 } from "@shopmesh/gen/shop/orders/v1/events_pb.js";
-import { type CommitWith, commitWith, pipelined, reusable } from "@shopmesh/runtime/db.js";
-import { enqueueEvent, type Tx } from "@shopmesh/runtime/outbox.js";
+import { type CommitWith, commitWith, pipelined } from "@shopmesh/runtime/db.js";
+import { statementWithEvent, type Tx } from "@shopmesh/runtime/outbox.js";
 import { eq, sql } from "drizzle-orm";
 import { type OrderRow, type OrderStatusName, orderHistory, orders } from "./db/schema.js";
 import { type InventoryClient, releaseStock } from "./downstream.js";
@@ -35,77 +36,75 @@ export function canMove(from: OrderStatusName, to: OrderStatusName): boolean {
 }
 
 /**
- * The statements of a transition: the new status (returning the row), its history
- * entry, and the event that announces it. The caller holds the row lock and sends them
- * together, `pipelined` or, as the last thing its transaction does, with `commitWith`.
+ * A transition as one statement, for the caller to send (it holds the row lock): the new
+ * status, with the payment that confirmed the order or why it was cancelled; its history
+ * entry; and the event that announces it (outbox). Resolves with the order as it now is.
  */
-function transition(
+async function transition<Desc extends DescMessage>(
   tx: Tx,
   order: OrderRow,
   to: keyof typeof moveTo,
   reason: string,
   /** What the new status records: the payment that confirmed the order, or why it was cancelled. */
   noted: string,
-  announce: () => Promise<string>,
-) {
+  event: { subject: string; schema: Desc; init: MessageInitShape<Desc> },
+): Promise<OrderRow> {
   if (!canMove(order.status, to)) {
     throw new Error(`order ${order.id}: no transition ${order.status} -> ${to}`);
   }
-  return [
-    () => moveTo[to](tx, order.id, noted),
-    () => recordStatus(tx, { orderId: order.id, status: to, reason }),
-    announce,
-  ] as const;
+  const { statement, column } = moveTo[to];
+  const [changed] = await statement(
+    tx,
+    { id: order.id, noted, reason },
+    event.subject,
+    event.schema,
+    event.init,
+  );
+  if (changed === undefined) throw new Error(`locked order ${order.id} vanished`);
+  return { ...order, status: to, [column]: noted, updatedAt: new Date(changed.updated_ms) };
 }
 
-/**
- * The statements of a transition, built once: the order's new status, with the payment
- * that confirmed it or why it was cancelled,
- */
+/** The transitions' statements, built once. */
 const moveTo = {
   CONFIRMED: statusChange("CONFIRMED", "paymentId"),
   CANCELLED: statusChange("CANCELLED", "cancelReason"),
 };
 
 function statusChange(status: OrderStatusName, column: "paymentId" | "cancelReason") {
-  const statement = reusable((db) =>
-    db
-      .update(orders)
-      .set({ status, [column]: sql`${sql.placeholder("noted")}`, updatedAt: sql`now()` })
-      .where(eq(orders.id, sql.placeholder("id")))
-      .returning()
-      .prepare(`orders_to_${status.toLowerCase()}`),
+  const statement = statementWithEvent<{ updated_ms: number }>(
+    (_db, insertEvent) => sql`
+      with changed as (
+        update ${orders} set status = ${status},
+          ${sql.identifier(orders[column].name)} = ${sql.placeholder("noted")}, updated_at = now()
+        where id = ${sql.placeholder("id")}
+        returning id, updated_at
+      ), history as (
+        insert into ${orderHistory} (order_id, status, reason)
+        select id, ${status}, ${sql.placeholder("reason")} from changed
+      ), event as (
+        ${insertEvent} from changed
+      )
+      select extract(epoch from updated_at)::float8 * 1000 as updated_ms from changed`,
   );
-  return (tx: Tx, id: string, noted: string) => statement(tx, { id, noted });
+  return { statement, column };
 }
-
-/** and its history entry (PlaceOrder writes the first). */
-export const recordStatus = reusable((db) =>
-  db
-    .insert(orderHistory)
-    .values({
-      orderId: sql.placeholder("orderId"),
-      status: sql.placeholder("status"),
-      reason: sql.placeholder("reason"),
-    })
-    .returning()
-    .prepare("orders_record_status"),
-);
 
 /**
  * PENDING_PAYMENT → CONFIRMED with the captured payment, and OrderConfirmed: the last
  * statements of the caller's transaction, sent with its COMMIT.
  */
 export function confirmOrder(tx: Tx, order: OrderRow, paymentId: string): CommitWith {
-  return commitWith(
-    ...transition(tx, order, "CONFIRMED", "payment captured", paymentId, () =>
-      enqueueEvent(tx, ORDER_CONFIRMED, OrderConfirmedSchema, {
+  return commitWith(() =>
+    transition(tx, order, "CONFIRMED", "payment captured", paymentId, {
+      subject: ORDER_CONFIRMED,
+      schema: OrderConfirmedSchema,
+      init: {
         orderId: order.id,
         userId: order.userId,
         total: { currencyCode: order.currencyCode, amount: order.totalAmount },
         paymentId,
-      }),
-    ),
+      },
+    }),
   );
 }
 
@@ -128,18 +127,16 @@ export async function cancelOrder(
   reason: string,
 ): Promise<OrderRow> {
   await releaseStock(inventory, order.id);
-  const [[row]] = await pipelined(
-    ...transition(tx, order, "CANCELLED", reason, reason, () =>
-      enqueueEvent(tx, ORDER_CANCELLED, OrderCancelledSchema, {
-        orderId: order.id,
-        userId: order.userId,
-        reason,
-        wasConfirmed: order.status === "CONFIRMED",
-      }),
-    ),
-  );
-  if (row === undefined) throw new Error(`locked order ${order.id} vanished`);
-  return row;
+  return transition(tx, order, "CANCELLED", reason, reason, {
+    subject: ORDER_CANCELLED,
+    schema: OrderCancelledSchema,
+    init: {
+      orderId: order.id,
+      userId: order.userId,
+      reason,
+      wasConfirmed: order.status === "CONFIRMED",
+    },
+  });
 }
 
 /** A refund went through: noted in the history; the status (CANCELLED) stays. */
