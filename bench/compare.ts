@@ -11,6 +11,9 @@
  *   --saga-seconds S    measured window per run (default 20)
  *   --saga-products N   passed on to the bench (default: the bench's)
  *
+ * "This checkout" is built at each of its runs: do not edit it while a comparison runs (commit
+ * first, or the runs measure whatever the files were at the time).
+ *
  * Prints, per side, the median orders/s and p99 and the median CPU per order of every
  * process group, and of PostgreSQL's backends per service database ("postgres orders", …;
  * a base older than that measurement shows 0 there). The services a change did not touch are the control: if their CPU per
