@@ -39,7 +39,7 @@ import {
   recipients,
 } from "./db/schema.js";
 import type { Dispatcher, Settlement } from "./dispatcher.js";
-import { announceCreated } from "./feed.js";
+import { announceEach } from "./feed.js";
 import {
   type MessageContent,
   orderCancelledMessage,
@@ -127,21 +127,22 @@ const recipientOf = reusable((db) =>
     .prepare("notifications_recipient"),
 );
 
-const insertNotification = reusable((db) =>
-  db
-    .insert(notifications)
-    .values({
-      id: sql.placeholder("id"),
-      userId: sql.placeholder("userId"),
-      kind: sql.placeholder("kind"),
-      recipient: sql.placeholder("recipient"),
-      subject: sql.placeholder("subject"),
-      body: sql.placeholder("body"),
-      orderId: sql.placeholder("orderId"),
-      eventId: sql.placeholder("eventId"),
-    })
-    .onConflictDoNothing({ target: notifications.eventId })
-    .prepare("notifications_insert"),
+/**
+ * A notification, announced to WatchNotifications streams at commit — only if inserted:
+ * the unique event id skips a second one (the inbox makes that impossible; it is a
+ * backstop).
+ */
+const insertNotification = reusable(
+  () => sql`
+    with created as (
+      insert into ${notifications} (id, user_id, kind, recipient, subject, body, order_id, event_id)
+      values (${sql.placeholder("id")}::uuid, ${sql.placeholder("userId")}::uuid,
+        ${sql.placeholder("kind")}, ${sql.placeholder("recipient")}, ${sql.placeholder("subject")},
+        ${sql.placeholder("body")}, ${sql.placeholder("orderId")}::uuid, ${sql.placeholder("eventId")}::uuid)
+      on conflict (event_id) do nothing
+      returning id, user_id
+    )
+    ${announceEach(sql`created`)}`,
 );
 
 /** Order and payment events all name a user and an order. */
@@ -161,11 +162,9 @@ interface NewNotification {
 }
 
 /**
- * The statements that insert a PENDING notification addressed to the user's known email
- * (empty until UserRegistered tells us) and announce it to WatchNotifications streams at
- * commit. Its id is chosen here, so nothing has to be read back before they are sent.
- * (Were the unique event id to skip the insert — the inbox makes that impossible; it is
- * a backstop — the announcement names a row that does not exist, which streams skip.)
+ * The statement that inserts a PENDING notification addressed to the user's known email
+ * (empty until UserRegistered tells us) and announces it to WatchNotifications streams at
+ * commit. Its id is chosen here, so nothing has to be read back before it is sent.
  */
 function recordNotification(
   tx: Tx,
@@ -188,7 +187,6 @@ function recordNotification(
           orderId: n.orderId ?? null,
           eventId: n.eventId,
         }),
-      () => announceCreated(tx, n.userId, id),
     ],
   };
 }

@@ -1,34 +1,26 @@
 /**
  * New notifications as they are committed, across replicas, via Postgres LISTEN/NOTIFY:
- * - `announceCreated(tx, …)` runs in the transaction that inserts a notification;
- *   Postgres sends the NOTIFY at commit, and never for a rolled-back insert;
+ * - `announceEach(rows)` ends the statement that inserts notifications: a NOTIFY per row
+ *   inserted, which Postgres sends at commit, and never for a rolled-back insert;
  * - `createNotificationFeed(sql)` listens once per process (one dedicated connection,
  *   however many streams are open) and hands each id to the streams of that user.
  *
  * Whichever replica consumed the event, every replica's WatchNotifications streams hear it.
  */
-import { reusable } from "@shopmesh/runtime/db.js";
 import type { Logger } from "@shopmesh/runtime/logger.js";
-import type { Tx } from "@shopmesh/runtime/outbox.js";
-import { sql as drizzleSql } from "drizzle-orm";
+import { type SQL, sql } from "drizzle-orm";
 import type postgres from "postgres";
 
 export const NOTIFY_CHANNEL = "notifications";
 
-/** Tells every listener, at commit, that `notificationId` of `userId` exists. */
-export async function announceCreated(
-  tx: Tx,
-  userId: string,
-  notificationId: string,
-): Promise<void> {
-  // Ids only: the payload limit is 8000 bytes, and listeners read the row themselves.
-  await notify(tx, { payload: `${userId}:${notificationId}` });
+/**
+ * The end of a statement that inserts notifications: tells every listener, at commit, that
+ * each row of `rows` (a CTE returning `id` and `user_id`) exists. Ids only: the payload
+ * limit is 8000 bytes, and listeners read the row themselves.
+ */
+export function announceEach(rows: SQL): SQL {
+  return sql`select pg_notify(${NOTIFY_CHANNEL}, user_id::text || ':' || id::text) from ${rows}`;
 }
-
-/** Built once (every notification runs it). */
-const notify = reusable(
-  () => drizzleSql`select pg_notify(${NOTIFY_CHANNEL}, ${drizzleSql.placeholder("payload")})`,
-);
 
 export interface FeedListener {
   /** A notification of the subscribed user was committed. */
