@@ -54,6 +54,29 @@ afterAll(async () => {
   await drop?.();
 });
 
+/**
+ * A relay that polls only once a minute — so an event published promptly was published
+ * on the commit's wake-up — and what reaches `subject` on the bus, as `read` makes it.
+ */
+async function watchWithSlowPoll<T>(subject: string, read: (data: Uint8Array) => T) {
+  const relay = startOutboxRelay({ sql: database.sql, bus, logger, pollMs: 60_000 });
+  await expect.poll(() => relay.backlog(), { timeout: 5_000 }).toBe(0);
+  const seen: T[] = [];
+  const sub = bus.nc.subscribe(subject, {
+    callback: (_err, m) => {
+      seen.push(read(m.data));
+    },
+  });
+  await bus.nc.flush();
+  return {
+    seen,
+    stop: async () => {
+      sub.unsubscribe();
+      await relay.stop();
+    },
+  };
+}
+
 async function enqueue(n: number, subject = `${topic}.user_registered`) {
   const ids: string[] = [];
   await database.db.transaction(async (tx) => {
@@ -134,15 +157,7 @@ describe("outbox relay and consumer", () => {
 
   it("publishes a committed event at once, without waiting for the relay's poll", async () => {
     const subject = `${topic}.prompt`;
-    const relay = startOutboxRelay({ sql: database.sql, bus, logger, pollMs: 60_000 });
-    await expect.poll(() => relay.backlog(), { timeout: 5_000 }).toBe(0);
-    const seen: number[] = [];
-    const sub = bus.nc.subscribe(subject, {
-      callback: () => {
-        seen.push(performance.now());
-      },
-    });
-    await bus.nc.flush();
+    const { seen, stop } = await watchWithSlowPoll(subject, () => performance.now());
     const committed: number[] = [];
     for (let i = 0; i < 3; i++) {
       await enqueue(1, subject);
@@ -151,21 +166,15 @@ describe("outbox relay and consumer", () => {
     }
     // Each well under the poll's minute (and under the 20 ms target, on a quiet machine).
     for (const [i, at] of committed.entries()) expect((seen[i] ?? 0) - at).toBeLessThan(1_000);
-    sub.unsubscribe();
-    await relay.stop();
+    await stop();
   });
 
   it("statementWithEvent: one statement on the pool commits its change and event together and wakes the relay", async () => {
     const subject = `${topic}.statement`;
-    const relay = startOutboxRelay({ sql: database.sql, bus, logger, pollMs: 60_000 });
-    await expect.poll(() => relay.backlog(), { timeout: 5_000 }).toBe(0);
-    const seen: string[] = [];
-    const sub = bus.nc.subscribe(subject, {
-      callback: (_err, m) => {
-        seen.push(fromBinary(UserRegisteredSchema, m.data).userId);
-      },
-    });
-    await bus.nc.flush();
+    const { seen, stop } = await watchWithSlowPoll(
+      subject,
+      (data) => fromBinary(UserRegisteredSchema, data).userId,
+    );
     try {
       // Two rows and the event, all or nothing; the check fails (division by zero) when
       // `ok` is false, after both inserts ran.
@@ -212,8 +221,7 @@ describe("outbox relay and consumer", () => {
         "pair",
       ]);
     } finally {
-      sub.unsubscribe();
-      await relay.stop();
+      await stop();
     }
   });
 
