@@ -21,7 +21,7 @@ import {
   type ReleaseStockRequest,
   type ReserveStockRequest,
 } from "@shopmesh/gen/shop/catalog/v1/inventory_pb.js";
-import { reusable } from "@shopmesh/runtime/db.js";
+import { reusable, transactionEndingWith } from "@shopmesh/runtime/db.js";
 import {
   FailedPreconditionError,
   InvalidArgumentError,
@@ -29,7 +29,7 @@ import {
 } from "@shopmesh/runtime/errors.js";
 import { type ServiceRegistration, serve } from "@shopmesh/runtime/grpc-server.js";
 import type { Tx } from "@shopmesh/runtime/outbox.js";
-import { and, asc, eq, inArray, sql } from "drizzle-orm";
+import { and, asc, eq, inArray, type SQL, sql } from "drizzle-orm";
 import type { CatalogDb } from "./db/database.js";
 import { products, reservationLines, reservations } from "./db/schema.js";
 import { noteStockChange } from "./products.js";
@@ -87,74 +87,62 @@ async function reserveStock(deps: InventoryDeps, req: ReserveStockRequest) {
 type Item = { productId: string; quantity: number };
 
 /**
- * The common case, as one statement that commits on its own: the reservation row, every
- * line taken, and a guard that fails unless every line was. A best-seller's row is then
- * locked only while PostgreSQL runs the statement and commits, never across a round trip
- * to this process. Undefined when anything else is the case — the order is reserved
- * already, a product is missing, inactive or short, or a line would leave its product at
- * or below the low-stock threshold (whose StockLow event must be written in the same
- * transaction): the careful path then decides, and says what is wrong.
+ * The common case, with nothing in between sent to this process: an order of one line is
+ * one statement that commits on its own (`reserveOne`); an order of several lines is one
+ * transaction sent in one write, BEGIN to COMMIT (`transactionEndingWith`), each line its
+ * own statement in product id order, as every writer of several products locks them (no
+ * deadlock; a single statement would lock them in whatever order its plan visits them).
+ * Either way: the reservation row, every line taken, and a guard that fails unless every
+ * line was. A best-seller's row is then locked only while PostgreSQL runs the statements
+ * and commits, never across a round trip to this process. Undefined when anything else is
+ * the case — the order is reserved already, a product is missing, inactive or short, or a
+ * line would leave its product at or below the low-stock threshold (whose StockLow event
+ * must be written in the same transaction): the careful path then decides, and says what
+ * is wrong.
  */
 async function reserveAtOnce(
   deps: InventoryDeps,
   orderId: string,
   ordered: [number, Item][],
 ): Promise<LineRow[] | undefined> {
+  const floor = deps.lowStockThreshold ?? -1;
   try {
-    const taken = (await reserveAll(deps.db, {
-      orderId,
-      productIds: ordered.map(([, item]) => item.productId),
-      quantities: ordered.map(([, item]) => item.quantity),
-      positions: ordered.map(([position]) => position),
-      floor: deps.lowStockThreshold ?? -1,
-      lines: ordered.length,
-    })) as (TakenRow & { position: number; quantity: number })[];
-    return taken
-      .map((row) => lineOf(orderId, row.position, row.quantity, row))
-      .sort((a, b) => a.position - b.position);
+    const [only, ...more] = ordered;
+    if (only !== undefined && more.length === 0) {
+      const [position, item] = only;
+      const [row] = (await reserveOne(deps.db, {
+        orderId,
+        productId: item.productId,
+        quantity: item.quantity,
+        position,
+        floor,
+      })) as TakenRow[];
+      return row === undefined ? undefined : [lineOf(orderId, position, item.quantity, row)];
+    }
+    const [, ...results] = await transactionEndingWith(deps.db, (tx) => [
+      // No ON CONFLICT: an order reserved already fails on the key, and so does all of it.
+      () => insertReservation(tx, { orderId }),
+      ...ordered.map(
+        ([position, item]) =>
+          () =>
+            take(tx, orderId, position, item, floor),
+      ),
+      () => checkAllTaken(tx, { orderId, lines: ordered.length }),
+    ]);
+    const taken = results.slice(0, ordered.length) as TakenRow[][];
+    const lines: LineRow[] = [];
+    for (const [i, [position, item]] of ordered.entries()) {
+      const row = taken[i]?.[0];
+      if (row === undefined) return undefined; // cannot be: the guard would have failed
+      lines.push(lineOf(orderId, position, item.quantity, row));
+    }
+    return lines.sort((a, b) => a.position - b.position);
   } catch {
-    // Nothing was written, whatever it was (even a lost connection after the statement went
+    // Nothing was written, whatever it was (even a lost connection after the commit went
     // out: the careful path then finds the reservation, if it committed, and returns it).
     return undefined;
   }
 }
-
-/**
- * ReserveStock's common case in one statement, built once: the reservation row (no ON
- * CONFLICT: an order reserved already fails on the key, and so does all of it); each line
- * taken — stock down by its quantity if the product is active and keeps more than `floor`
- * units — and recorded with the product's price, from the row, never from the caller; and
- * the guard: PostgreSQL has no assertion statement, so a division by zero fails the
- * statement unless every line was taken. Rows are locked in the order the join visits
- * them: for an order's few lines, a nested loop over `wanted` in array order, which is id
- * order (as every writer of several products locks them). Were two orders to deadlock
- * anyway, PostgreSQL fails one and it takes the careful path, which locks statement by
- * statement. (Locking first with SELECT … FOR UPDATE in the statement cost the
- * best-seller's row a second re-check per order: +24 % of catalog's PostgreSQL CPU.)
- */
-const reserveAll = reusable(() => {
-  const productIds = sql`${sql.placeholder("productIds")}::uuid[]`;
-  return sql`
-    with wanted as (
-      select * from unnest(${productIds}, ${sql.placeholder("quantities")}::int[],
-        ${sql.placeholder("positions")}::int[]) as w(product_id, quantity, position)
-    ), reservation as (
-      insert into ${reservations} (order_id) values (${sql.placeholder("orderId")}) returning order_id
-    ), taken as (
-      update ${products} p set stock = p.stock - w.quantity, updated_at = now()
-      from wanted w, reservation r
-      where p.id = w.product_id and p.active
-        and p.stock - w.quantity > ${sql.placeholder("floor")}::int
-      returning p.id, p.sku, p.name, p.stock, p.price_amount, p.currency_code, w.quantity,
-        w.position, r.order_id
-    ), line as (
-      insert into ${reservationLines}
-        (order_id, product_id, position, sku, name, quantity, unit_price_amount, currency_code)
-      select order_id, id, position, sku, name, quantity, price_amount, currency_code from taken
-    )
-    select id, sku, name, stock, price_amount::text, currency_code, quantity, position from taken
-    where (select 1 / (count(*) = ${sql.placeholder("lines")}::int)::int from taken) = 1`;
-});
 
 /**
  * Reserves with every check in this process: claims the order id (a concurrent call for
@@ -250,24 +238,64 @@ function take(tx: Tx, orderId: string, position: number, item: Item, floor: numb
   }) as Promise<TakenRow[]>;
 }
 
-/** ReserveStock's statements, built once (every order runs them). */
-const takeLine = reusable(() => {
+/**
+ * The CTEs that take one line: `taken` (the product's stock down by the quantity if it is
+ * active and keeps more than `floor` units; the row stays locked until the transaction
+ * ends) and `line` (the line recorded with the product's price — from the row, never from
+ * the caller). `also` adds a condition to the update.
+ */
+function takeCtes(also: SQL = sql`true`): SQL {
   const quantity = sql.placeholder("quantity");
   return sql`
-    with taken as (
-      update products set stock = stock - ${quantity}::int, updated_at = now()
+    taken as (
+      update ${products} set stock = stock - ${quantity}::int, updated_at = now()
       where id = ${sql.placeholder("productId")} and active
-        and stock - ${quantity}::int > ${sql.placeholder("floor")}::int
+        and stock - ${quantity}::int > ${sql.placeholder("floor")}::int and ${also}
       returning id, sku, name, stock, price_amount, currency_code
     ), line as (
-      insert into reservation_lines
+      insert into ${reservationLines}
         (order_id, product_id, position, sku, name, quantity, unit_price_amount, currency_code)
       select ${sql.placeholder("orderId")}, id, ${sql.placeholder("position")}, sku, name,
         ${quantity}::int, price_amount, currency_code
       from taken
-    )
-    select id, sku, name, stock, price_amount::text, currency_code from taken`;
-});
+    )`;
+}
+
+/** ReserveStock's statements, built once (every order runs them): one line taken; */
+const takeLine = reusable(
+  () => sql`
+    with ${takeCtes()}
+    select id, sku, name, stock, price_amount::text, currency_code from taken`,
+);
+
+/**
+ * an order of one line reserved in one statement — the reservation row (no ON CONFLICT:
+ * an order reserved already fails on the key, and so does all of it), the line, and the
+ * guard (PostgreSQL has no assertion statement: a division by zero fails the statement
+ * unless the line was taken);
+ */
+const reserveOne = reusable(
+  () => sql`
+    with reservation as (
+      insert into ${reservations} (order_id) values (${sql.placeholder("orderId")}) returning order_id
+    ), ${takeCtes(sql`exists (select 1 from reservation)`)}
+    select id, sku, name, stock, price_amount::text, currency_code from taken
+    where (select 1 / count(*)::int from taken) = 1`,
+);
+
+/** and, for several lines, the reservation row and the guard on their own. */
+const insertReservation = reusable((db) =>
+  db
+    .insert(reservations)
+    .values({ orderId: sql.placeholder("orderId") })
+    .prepare("catalog_insert_reservation"),
+);
+
+const checkAllTaken = reusable(
+  () => sql`
+    select 1 / (count(*) = ${sql.placeholder("lines")}::int)::int as all_taken
+    from ${reservationLines} where order_id = ${sql.placeholder("orderId")}`,
+);
 
 /** The careful path's claim: no row back when the order is reserved already. */
 const claimReservation = reusable((db) =>

@@ -223,7 +223,10 @@ describe("one PlaceOrder is one trace", () => {
       expect(services.has(service), service).toBe(true);
     }
     const insertOrder = db.find((s) => s.service === "orders" && s.name === "insert orders");
-    expect(insertOrder?.attributes["db.query.text"]).toMatch(/^insert into "orders"/);
+    // PlaceOrder's record: one statement of CTEs, named by its first change (ADR 0009).
+    expect(insertOrder?.attributes["db.query.text"]).toMatch(
+      /^with placed as \(\s*insert into "orders"/,
+    );
     expect(insertOrder?.attributes["db.query.text"]).toContain("$1");
     expect(insertOrder?.kind).toBe(CLIENT);
     // A database span is a child of the span of the work it was done for.

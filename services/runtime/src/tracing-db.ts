@@ -13,16 +13,26 @@ import { endSpan, SpanKind, startSpan } from "./tracing.js";
 const PATCHED = Symbol.for("shopmesh.drizzle.traced");
 const MAX_STATEMENT = 2_000;
 
-/** Span name and attributes of a statement: `select orders`, `insert outbox`, ... */
+/**
+ * Span name and attributes of a statement: `select orders`, `insert outbox`, ... A
+ * statement of CTEs (`with … as (insert into "orders" …), …`) is named by its first
+ * change, `insert orders`: what it is for.
+ */
 export function statementSpan(statement: string): { name: string; attributes: Attributes } {
   const text = statement.trim();
-  const operation = (/^\w+/.exec(text)?.[0] ?? "query").toLowerCase();
+  const first = (/^\w+/.exec(text)?.[0] ?? "query").toLowerCase();
+  const change =
+    first === "with"
+      ? /\bas\s*\(\s*(insert\s+into|update|delete\s+from)\s+"?([\w.]+)"?/i.exec(text)
+      : null;
+  const operation = change?.[1] ? (/^\w+/.exec(change[1])?.[0] ?? first).toLowerCase() : first;
   const table =
-    operation === "insert"
+    change?.[2] ??
+    (operation === "insert"
       ? /^insert\s+into\s+"?([\w.]+)"?/i.exec(text)?.[1]
       : operation === "update"
         ? /^update\s+"?([\w.]+)"?/i.exec(text)?.[1]
-        : /\bfrom\s+"?([\w.]+)"?/i.exec(text)?.[1];
+        : /\bfrom\s+"?([\w.]+)"?/i.exec(text)?.[1]);
   return {
     name: table === undefined ? operation : `${operation} ${table}`,
     attributes: {

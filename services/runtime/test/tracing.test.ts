@@ -25,6 +25,20 @@ describe("statementSpan", () => {
       ['update "outbox" set "published_at" = now() where seq = any($1)', "update outbox"],
       ['delete from "inbox" where "processed_at" < $1', "delete inbox"],
       ["select pg_notify('outbox', '')", "select"],
+      // A statement of CTEs: named by its first change.
+      [
+        'with placed as (insert into "orders" (id) values ($1) returning id), history as (insert into "order_history" (order_id) select id from placed) select * from placed',
+        "insert orders",
+      ],
+      [
+        'with changed as (update "payments" set status = $1 where id = $2 returning *) select * from changed',
+        "update payments",
+      ],
+      [
+        "with sent as (delete from placements where order_id = $1 returning 1) select count(*) from sent",
+        "delete placements",
+      ],
+      ["with recursive t(n) as (select 1) select n from t", "with t"],
     ];
     for (const [sql, name] of cases) expect(statementSpan(sql).name).toBe(name);
     const attrs = statementSpan('insert into "orders" ("id") values ($1)').attributes;
