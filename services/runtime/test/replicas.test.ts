@@ -164,7 +164,10 @@ describe("two replicas on one database", () => {
     expect(await relay.backlog()).toBe(20); // blocked by the live holder, as it must be
     const [{ pid }] = (await held`select pg_backend_pid() as pid`) as unknown as [{ pid: number }];
     await two.sql`select pg_terminate_backend(${pid})`; // the holder dies (SIGKILL)
-    held.release();
+    // Not released: a reserved connection whose backend died must not go back to the pool
+    // (tunedPool never does that either). postgres.js 3.4.9 may still have a write queued
+    // on it, and writing to its closed socket throws outside any query (porsager/postgres
+    // #1208): a later transaction of this pool then hung, once in CI.
     await expect.poll(() => relay.backlog(), { timeout: 10_000 }).toBe(0);
     await relay.stop();
   });
