@@ -11,7 +11,7 @@ import { openDatabase } from "@shopmesh/runtime/db.js";
 import { Code, RpcError } from "@shopmesh/runtime/errors.js";
 import { createGrpcClient } from "@shopmesh/runtime/grpc-client.js";
 import { rpcError, startCountingRelay, startTestServer } from "@shopmesh/runtime/testing.js";
-import { eq } from "drizzle-orm";
+import { eq, inArray } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as schema from "../src/db/schema.js";
 import { outbox, products, reservationLines, reservations } from "../src/db/schema.js";
@@ -82,6 +82,64 @@ describe("ReserveStock", () => {
       expect(await stockOf(p.id)).toBe(4);
       expect((await rpcError(reserve(5))).code).toBe(Code.FAILED_PRECONDITION);
       expect(await stockOf(p.id)).toBe(4);
+    } finally {
+      inventory.close();
+      await server.shutdown();
+      await database.close();
+      await relay.close();
+    }
+  });
+
+  it("commits one-line orders that arrive together in one transaction, each reserved once", async () => {
+    const relay = await startCountingRelay(c.url);
+    const database = await openDatabase({ url: relay.url, schema, max: 4 });
+    const { server, address } = await startTestServer([
+      createInventoryService({ db: database.db }),
+    ]);
+    const inventory = createGrpcClient(InventoryService, address);
+    try {
+      const p = await c.insertProduct({ stock: 100 });
+      const short = await c.insertProduct({ stock: 1 });
+      const reserve = (productId: string, orderId = randomUUID()) =>
+        inventory.reserveStock({ orderId, items: [{ productId, quantity: 2 }] });
+      await reserve(p.id); // prepares the statement
+      relay.commits();
+      const ids = Array.from({ length: 30 }, () => randomUUID());
+      await Promise.all(ids.map((id) => reserve(p.id, id)));
+      // One transaction per order would be 30 (autocommit statements, no COMMIT sent);
+      // together they are a few, and the orders of one share its start time (now()).
+      const commits = relay.commits();
+      expect(commits).toBeGreaterThan(0);
+      expect(commits).toBeLessThan(10);
+      const started = await c.database.db
+        .selectDistinct({ at: reservations.createdAt })
+        .from(reservations)
+        .where(inArray(reservations.orderId, ids));
+      expect(started.length).toBeLessThan(10);
+      for (const id of ids) expect(await reservationCount(id)).toBe(1);
+      expect(await stockOf(p.id)).toBe(100 - 2 - 30 * 2);
+      // Among orders that arrive together, one of a product that is short fails alone
+      // (FAILED_PRECONDITION, nothing written); every other order is reserved once.
+      const more = Array.from({ length: 10 }, () => randomUUID());
+      const shortOrder = randomUUID();
+      const results = await Promise.allSettled([
+        ...more.map((id) => reserve(p.id, id)),
+        reserve(short.id, shortOrder),
+      ]);
+      expect(results.slice(0, 10).map((r) => r.status)).toEqual(more.map(() => "fulfilled"));
+      const failed = results[10] as PromiseRejectedResult;
+      expect(failed.status).toBe("rejected");
+      expect(failed.reason).toMatchObject({ code: Code.FAILED_PRECONDITION });
+      expect(String(failed.reason.message)).toContain("insufficient stock");
+      expect(await reservationCount(shortOrder)).toBe(0);
+      expect(await stockOf(short.id)).toBe(1);
+      for (const id of more) expect(await reservationCount(id)).toBe(1);
+      expect(await stockOf(p.id)).toBe(100 - 2 - 40 * 2);
+      const lines = await c.database.db
+        .select()
+        .from(reservationLines)
+        .where(eq(reservationLines.productId, p.id));
+      expect(lines).toHaveLength(41);
     } finally {
       inventory.close();
       await server.shutdown();
