@@ -19,6 +19,7 @@ import type { ReservedLine } from "@shopmesh/gen/shop/catalog/v1/inventory_pb.js
 import { OrderPlacedSchema } from "@shopmesh/gen/shop/orders/v1/events_pb.js";
 import type { PlaceOrderRequest } from "@shopmesh/gen/shop/orders/v1/orders_pb.js";
 import type { Claims } from "@shopmesh/runtime/auth.js";
+import { commitTogether } from "@shopmesh/runtime/commit-together.js";
 import { pgErrorCode, reusable, UNIQUE_VIOLATION } from "@shopmesh/runtime/db.js";
 import { AbortedError, Code, FailedPreconditionError, RpcError } from "@shopmesh/runtime/errors.js";
 import type { Logger } from "@shopmesh/runtime/logger.js";
@@ -49,6 +50,8 @@ export interface PlaceOrderDeps {
   /** identity's GetUser, remembered (`userCheck`). */
   checkUser: UserCheck;
   inventory: InventoryClient;
+  /** Notes that stock is about to be reserved for an order (`placementNoter`). */
+  notePlacement: (orderId: string) => Promise<unknown>;
 }
 
 const IDEMPOTENCY_CONSTRAINT = "orders_user_idempotency_key";
@@ -78,7 +81,7 @@ export async function placeOrder(
   //    so the client's retry on UNAVAILABLE cannot reserve twice.
   let lines: ReservedLine[];
   const items = req.items.map((i) => ({ productId: i.productId, quantity: i.quantity }));
-  await notePlacement(db, orderId);
+  await deps.notePlacement(orderId);
   try {
     try {
       lines = (await deps.inventory.reserveStock({ orderId, items })).lines;
@@ -89,7 +92,7 @@ export async function placeOrder(
       if (!/reservation .* was released/.test(err.message)) throw err;
       await forgetPlacement(db, orderId);
       orderId = randomUUID();
-      await notePlacement(db, orderId);
+      await deps.notePlacement(orderId);
       lines = (await deps.inventory.reserveStock({ orderId, items })).lines;
     }
   } catch (err) {
@@ -313,9 +316,13 @@ async function releaseQuietly(
   }
 }
 
-/** Notes that stock is about to be reserved for `orderId` (a retry restarts the clock). */
-async function notePlacement(db: OrdersDb, orderId: string) {
-  await insertPlacement(db, { orderId });
+/**
+ * Notes that stock is about to be reserved for an order (a retry restarts the clock). It
+ * must commit before ReserveStock is sent; the notes of orders placed at the same time
+ * commit together (ADR 0010): one transaction for those that came while one was in flight.
+ */
+export function placementNoter(db: OrdersDb): (orderId: string) => Promise<unknown> {
+  return commitTogether(db, (session, orderId: string) => insertPlacement(session, { orderId }));
 }
 
 /** Built once: every order runs it. */

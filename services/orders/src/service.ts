@@ -24,7 +24,7 @@ import {
   statusFromProto,
 } from "./order-view.js";
 import { type ListScope, pageTokens } from "./page-token.js";
-import { placeOrder } from "./place-order.js";
+import { placementNoter, placeOrder } from "./place-order.js";
 import { cancelOrder } from "./state-machine.js";
 
 export interface OrderDeps {
@@ -42,7 +42,11 @@ export const MAX_PAGE_SIZE = 100;
 
 export function createOrderService(deps: OrderDeps): ServiceRegistration {
   const { db, verifier } = deps;
-  const placing = { ...deps, checkUser: userCheck(deps.identity, deps.userCheckTtlMs) };
+  const placing = {
+    ...deps,
+    checkUser: userCheck(deps.identity, deps.userCheckTtlMs),
+    notePlacement: placementNoter(db),
+  };
 
   return serve(OrderService, {
     async placeOrder(req, ctx) {

@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ordersEnv } from "../src/config.js";
 import { placements } from "../src/db/schema.js";
 import { type IdentityClient, type InventoryClient, userCheck } from "../src/downstream.js";
-import { orderIdFor, placeOrder } from "../src/place-order.js";
+import { orderIdFor, placementNoter, placeOrder } from "../src/place-order.js";
 import { sweepPlacements } from "../src/placement-sweeper.js";
 import { ORDER_PLACED } from "../src/state-machine.js";
 import { type Stack, startStack } from "./harness.js";
@@ -450,7 +450,12 @@ describe("orphaned stock reservations (the placement sweeper)", () => {
     };
     const claims = { sub: userId, roles: ["customer"] } as unknown as Claims;
     const placing = placeOrder(
-      { db: s.ordersDb, checkUser: userCheck(identity, 0), inventory: slowInventory },
+      {
+        db: s.ordersDb,
+        checkUser: userCheck(identity, 0),
+        inventory: slowInventory,
+        notePlacement: placementNoter(s.ordersDb),
+      },
       claims,
       create(PlaceOrderRequestSchema, {
         items: [{ productId: p.id, quantity: 2 }],
