@@ -34,6 +34,7 @@ import {
   processOnce,
   startConsumer,
 } from "@shopmesh/runtime/bus.js";
+import { commitTogether } from "@shopmesh/runtime/commit-together.js";
 import { commitWith, reusable } from "@shopmesh/runtime/db.js";
 import type { Logger } from "@shopmesh/runtime/logger.js";
 import { changeWithEvent, enqueueEvent, type Tx } from "@shopmesh/runtime/outbox.js";
@@ -135,6 +136,9 @@ export function createOrderPlacedHandler(deps: PaymentEventDeps, consumer: strin
   const { db, provider } = deps;
   const retry = deps.chargeRetry ?? DEFAULT_CHARGE_RETRY;
   const log = deps.logger.child({ consumer });
+  // Payments of orders placed at the same time are created in one transaction: the
+  // inserts that came while one was in flight commit together (ADR 0010).
+  const createPayment = commitTogether(db, insertPayment);
 
   /**
    * Charges `payment`; undefined when another worker settled it meanwhile. `counted`:
@@ -204,7 +208,7 @@ export function createOrderPlacedHandler(deps: PaymentEventDeps, consumer: strin
     const total = event.total;
     const validTotal =
       total !== undefined && total.amount >= 0n && /^[A-Z]{3}$/.test(total.currencyCode);
-    const [inserted] = await insertPayment(db, {
+    const [inserted] = await createPayment({
       orderId: event.orderId,
       userId: event.userId,
       // An unusable total is stored as 0 with no currency, and fails below.
