@@ -12,8 +12,9 @@
  * A notification left PENDING by a crash is finished when its event is redelivered
  * (events.ts) and, as a backstop, by the sweeper.
  *
- * Local delivery (no SMTP_URL) cannot fail, so it skips all of that:
- * `settlement` records it SENT in the transaction that creates it.
+ * Local delivery (no SMTP_URL) cannot fail, so it skips all of that: a notification is
+ * inserted SENT (`settlesAtInsert`), or `settlement` records it SENT, in the transaction
+ * that creates it.
  */
 import { reusable } from "@shopmesh/runtime/db.js";
 import { every, type Periodic } from "@shopmesh/runtime/every.js";
@@ -54,13 +55,19 @@ export interface Dispatcher {
    */
   sweep(): Promise<number>;
   /**
+   * True for an infallible channel (local delivery): a notification created with an
+   * address is inserted SENT, with its one attempt row, by the statement that creates it
+   * (and then given to `settlement` as `sentAtInsert`).
+   */
+  readonly settlesAtInsert: boolean;
+  /**
    * For an infallible channel (local delivery): the statement that marks the PENDING,
    * addressed notifications among `ids` SENT, each with its one attempt row, for `tx` —
-   * the transaction that creates them, which sends it — and what hands them to the
-   * channel once `tx` has committed. For any other channel undefined: `deliver` each one
-   * after the commit.
+   * the transaction that creates them, which sends it — and what hands them, and the
+   * messages inserted SENT already, to the channel once `tx` has committed. For any other
+   * channel undefined: `deliver` each one after the commit.
    */
-  settlement(tx: Tx, ids: string[]): Settlement | undefined;
+  settlement(tx: Tx, ids: string[], sentAtInsert: MessageFields[]): Settlement | undefined;
   /** Runs `sweep` every `intervalMs` until stop(). */
   startSweeper(intervalMs?: number): void;
   /** Stops between tries: nothing new starts, waits are cut short, the sweeper ends. */
@@ -69,7 +76,7 @@ export interface Dispatcher {
 
 /** Local delivery recorded in the creating transaction (Dispatcher.settlement). */
 export interface Settlement {
-  /** The statement that records the notifications SENT; `tx` sends it. */
+  /** The statement that records the notifications SENT (none when no id is PENDING); `tx` sends it. */
   statement: () => Promise<void>;
   /** Hands what it recorded SENT to the channel; once `tx` has committed. */
   hand: () => Promise<void>;
@@ -206,17 +213,22 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       select id, kind, recipient, subject, body from sent`,
   );
 
-  const settlement = (tx: Tx, ids: string[]): Settlement | undefined => {
+  const settlement = (
+    tx: Tx,
+    ids: string[],
+    sentAtInsert: MessageFields[],
+  ): Settlement | undefined => {
     if (delivery.infallible !== true) return undefined;
-    let sent: MessageFields[] = [];
+    let marked: MessageFields[] = [];
     return {
-      // One statement: the status change and the attempt row together.
+      // One statement per id: the status change and the attempt row together.
       statement: async () => {
-        const marked = await Promise.all(ids.map((id) => markSent(tx, { id })));
-        sent = marked.flat() as unknown as MessageFields[];
+        const rows = await Promise.all(ids.map((id) => markSent(tx, { id })));
+        marked = rows.flat() as unknown as MessageFields[];
       },
+      // (`sentAtInsert` is filled as its inserts answer: read it once committed.)
       hand: async () => {
-        for (const r of sent) await delivery.send(outgoing(r));
+        for (const r of [...sentAtInsert, ...marked]) await delivery.send(outgoing(r));
       },
     };
   };
@@ -224,6 +236,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   return {
     deliver,
     sweep,
+    settlesAtInsert: delivery.infallible === true,
     settlement,
     startSweeper(intervalMs = 60_000) {
       // (A slow mail server must not pile sweeps up: `every` runs one at a time.)
@@ -240,7 +253,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
 }
 
 /** What of a notification row goes out on its channel. */
-type MessageFields = Pick<NotificationRow, "id" | "kind" | "recipient" | "subject" | "body">;
+export type MessageFields = Pick<NotificationRow, "id" | "kind" | "recipient" | "subject" | "body">;
 
 /** The message a notification row becomes on its channel. */
 function outgoing(row: MessageFields): OutgoingEmail {

@@ -5,8 +5,9 @@
  *
  * An effect runs inside `processOnce`, so a redelivered event never makes a second
  * notification; delivery by SMTP runs after that transaction commits (dispatcher.ts),
- * local delivery is recorded in it (`settlement`). The recipient is read with the inbox
- * insert, and the notification's statements go out with COMMIT: two writes per event.
+ * local delivery is recorded in it (inserted SENT, or `settlement`). The recipient is
+ * read with the inbox insert, and the notification's statements go out with COMMIT: two
+ * writes per event.
  */
 import { randomUUID } from "node:crypto";
 import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
@@ -33,12 +34,13 @@ import type { Tx } from "@shopmesh/runtime/outbox.js";
 import { and, eq, sql } from "drizzle-orm";
 import type { NotificationsDb } from "./db/database.js";
 import {
+  deliveryAttempts,
   type NotificationKind,
   notifications,
   type RecipientRow,
   recipients,
 } from "./db/schema.js";
-import type { Dispatcher, Settlement } from "./dispatcher.js";
+import type { Dispatcher, MessageFields, Settlement } from "./dispatcher.js";
 import { announceEach } from "./feed.js";
 import {
   type MessageContent,
@@ -65,15 +67,25 @@ interface ParsedEvent {
   /** The user the event is about (their recipient row is read with the inbox insert). */
   userId: string;
   /**
-   * Runs in the inbox transaction, given the user's recipient row if known. Returns the
+   * Runs in the inbox transaction, given the user's recipient row if known and whether
+   * the channel settles at insert (`Dispatcher.settlesAtInsert`). Returns the
    * notifications to deliver, and the statements still to send (with COMMIT).
    */
-  apply(tx: Tx, eventId: string, to: RecipientRow | undefined): Promise<Recorded>;
+  apply(
+    tx: Tx,
+    eventId: string,
+    to: RecipientRow | undefined,
+    sentAtInsert: boolean,
+  ): Promise<Recorded>;
 }
 
-/** Notifications an event creates: their ids, and the statements not yet sent. */
+/**
+ * Notifications an event creates: the ids of those PENDING, the messages of those
+ * inserted SENT (filled as their statements answer), and the statements not yet sent.
+ */
 interface Recorded {
   created: string[];
+  sent: MessageFields[];
   statements: (() => PromiseLike<unknown>)[];
 }
 
@@ -89,6 +101,7 @@ function route<D extends DescMessage>(
     event: MessageShape<D>,
     eventId: string,
     to: RecipientRow | undefined,
+    sentAtInsert: boolean,
   ) => Promise<Recorded> | Recorded,
 ): EventRoute {
   return {
@@ -106,7 +119,8 @@ function route<D extends DescMessage>(
         problem ?? {
           // Every consumed event names its user (checked above for those that may not).
           userId: (event as unknown as { userId: string }).userId,
-          apply: async (tx, eventId, to) => apply(tx, event, eventId, to),
+          apply: async (tx, eventId, to, sentAtInsert) =>
+            apply(tx, event, eventId, to, sentAtInsert),
         }
       );
     },
@@ -130,17 +144,23 @@ const recipientOf = reusable((db) =>
 /**
  * A notification, announced to WatchNotifications streams at commit — only if inserted:
  * the unique event id skips a second one (the inbox makes that impossible; it is a
- * backstop).
+ * backstop). `sent`: inserted SENT with its one attempt row (local delivery, addressed).
  */
 const insertNotification = reusable(
   () => sql`
     with created as (
-      insert into ${notifications} (id, user_id, kind, recipient, subject, body, order_id, event_id)
+      insert into ${notifications}
+        (id, user_id, kind, recipient, subject, body, order_id, event_id, status, sent_at)
       values (${sql.placeholder("id")}::uuid, ${sql.placeholder("userId")}::uuid,
         ${sql.placeholder("kind")}, ${sql.placeholder("recipient")}, ${sql.placeholder("subject")},
-        ${sql.placeholder("body")}, ${sql.placeholder("orderId")}::uuid, ${sql.placeholder("eventId")}::uuid)
+        ${sql.placeholder("body")}, ${sql.placeholder("orderId")}::uuid, ${sql.placeholder("eventId")}::uuid,
+        case when ${sql.placeholder("sent")}::boolean then 'SENT' else 'PENDING' end,
+        case when ${sql.placeholder("sent")}::boolean then now() end)
       on conflict (event_id) do nothing
-      returning id, user_id
+      returning id, user_id, status
+    ), attempt as (
+      insert into ${deliveryAttempts} (notification_id, attempt, outcome)
+      select id, 1, 'SENT' from created where status = 'SENT'
     )
     ${announceEach(sql`created`)}`,
 );
@@ -162,33 +182,40 @@ interface NewNotification {
 }
 
 /**
- * The statement that inserts a PENDING notification addressed to the user's known email
- * (empty until UserRegistered tells us) and announces it to WatchNotifications streams at
- * commit. Its id is chosen here, so nothing has to be read back before it is sent.
+ * The statement that inserts a notification addressed to the user's known email (empty
+ * until UserRegistered tells us) and announces it to WatchNotifications streams at commit:
+ * PENDING, or SENT with its attempt row when the channel settles at insert and the
+ * address is known. Its id is chosen here, so nothing has to be read back before it is sent.
  */
 function recordNotification(
   tx: Tx,
   n: NewNotification,
   to: Pick<RecipientRow, "email" | "displayName"> | undefined,
+  sentAtInsert: boolean,
 ): Recorded {
   const id = randomUUID();
   const content = n.compose(to?.displayName ?? "");
-  return {
-    created: [id],
-    statements: [
-      () =>
-        insertNotification(tx, {
-          id,
-          userId: n.userId,
-          kind: n.kind,
-          recipient: to?.email ?? "",
-          subject: content.subject,
-          body: content.body,
-          orderId: n.orderId ?? null,
-          eventId: n.eventId,
-        }),
-    ],
-  };
+  const recipient = to?.email ?? "";
+  const sent = sentAtInsert && recipient !== "";
+  const recorded: Recorded = { created: sent ? [] : [id], sent: [], statements: [] };
+  recorded.statements.push(() =>
+    insertNotification(tx, {
+      id,
+      userId: n.userId,
+      kind: n.kind,
+      recipient,
+      subject: content.subject,
+      body: content.body,
+      orderId: n.orderId ?? null,
+      eventId: n.eventId,
+      sent,
+    }).then((inserted) => {
+      // (Skipped by the event id: nothing to hand over.)
+      if (sent && (inserted as unknown[]).length > 0)
+        recorded.sent.push({ id, kind: n.kind, recipient, ...content });
+    }),
+  );
+  return recorded;
 }
 
 export const EVENT_ROUTES: EventRoute[] = [
@@ -201,7 +228,7 @@ export const EVENT_ROUTES: EventRoute[] = [
       if (!e.email.includes("@")) return "email is missing";
       return undefined;
     },
-    async (tx, e, eventId) => {
+    async (tx, e, eventId, _known, sentAtInsert) => {
       const to = { userId: e.userId, email: e.email, displayName: e.displayName };
       const welcome = recordNotification(
         tx,
@@ -212,6 +239,7 @@ export const EVENT_ROUTES: EventRoute[] = [
           compose: () => welcomeMessage(e.displayName),
         },
         to,
+        sentAtInsert,
       );
       await pipelined(
         () =>
@@ -236,7 +264,11 @@ export const EVENT_ROUTES: EventRoute[] = [
           ),
         )
         .returning({ id: notifications.id });
-      return { created: [...welcome.created, ...waiting.map((w) => w.id)], statements: [] };
+      return {
+        created: [...welcome.created, ...waiting.map((w) => w.id)],
+        sent: welcome.sent,
+        statements: [],
+      };
     },
   ),
   route(
@@ -244,7 +276,7 @@ export const EVENT_ROUTES: EventRoute[] = [
     "shop.orders.order_confirmed",
     OrderConfirmedSchema,
     checkUserAndOrder,
-    (tx, e, eventId, to) =>
+    (tx, e, eventId, to, sentAtInsert) =>
       recordNotification(
         tx,
         {
@@ -255,6 +287,7 @@ export const EVENT_ROUTES: EventRoute[] = [
           compose: (name) => orderConfirmedMessage(name, e.orderId, e.total),
         },
         to,
+        sentAtInsert,
       ),
   ),
   route(
@@ -262,7 +295,7 @@ export const EVENT_ROUTES: EventRoute[] = [
     "shop.orders.order_cancelled",
     OrderCancelledSchema,
     checkUserAndOrder,
-    (tx, e, eventId, to) =>
+    (tx, e, eventId, to, sentAtInsert) =>
       recordNotification(
         tx,
         {
@@ -273,6 +306,7 @@ export const EVENT_ROUTES: EventRoute[] = [
           compose: (name) => orderCancelledMessage(name, e.orderId, e.reason, e.wasConfirmed),
         },
         to,
+        sentAtInsert,
       ),
   ),
   route(
@@ -280,7 +314,7 @@ export const EVENT_ROUTES: EventRoute[] = [
     "shop.payments.payment_failed",
     PaymentFailedSchema,
     checkUserAndOrder,
-    (tx, e, eventId, to) =>
+    (tx, e, eventId, to, sentAtInsert) =>
       recordNotification(
         tx,
         {
@@ -291,6 +325,7 @@ export const EVENT_ROUTES: EventRoute[] = [
           compose: (name) => paymentFailedMessage(name, e.orderId, e.reason, e.retryable),
         },
         to,
+        sentAtInsert,
       ),
   ),
   route(
@@ -298,7 +333,7 @@ export const EVENT_ROUTES: EventRoute[] = [
     "shop.payments.payment_refunded",
     PaymentRefundedSchema,
     checkUserAndOrder,
-    (tx, e, eventId, to) =>
+    (tx, e, eventId, to, sentAtInsert) =>
       recordNotification(
         tx,
         {
@@ -309,6 +344,7 @@ export const EVENT_ROUTES: EventRoute[] = [
           compose: (name) => paymentRefundedMessage(name, e.orderId, e.amount),
         },
         to,
+        sentAtInsert,
       ),
   ),
 ];
@@ -348,10 +384,10 @@ export function createEventHandler(
       durable,
       msg.eventId,
       async (tx, to) => {
-        const recorded = await parsed.apply(tx, msg.eventId, to);
+        const recorded = await parsed.apply(tx, msg.eventId, to, dispatcher.settlesAtInsert);
         created = recorded.created;
         // Local delivery is settled in this transaction; a mail server is called after it.
-        settled = dispatcher.settlement(tx, created);
+        settled = dispatcher.settlement(tx, created, recorded.sent);
         return commitWith(...recorded.statements, ...(settled ? [settled.statement] : []));
       },
       // The user's address and name, read in the same write as the inbox insert.

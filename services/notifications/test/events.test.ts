@@ -17,6 +17,8 @@ import { type EventMessage, STREAM, startConsumer } from "@shopmesh/runtime/bus.
 import { eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { inbox, notifications } from "../src/db/schema.js";
+import type { Delivery, OutgoingEmail } from "../src/delivery.js";
+import { createDispatcher } from "../src/dispatcher.js";
 import { createEventHandler, EVENT_ROUTES } from "../src/events.js";
 import { type Notifications, newUserId, startNotifications } from "./harness.js";
 
@@ -237,6 +239,89 @@ describe("redelivery", () => {
     }
   });
 
+  it("local delivery: inserted SENT with its attempt, handed to the channel once committed, once", async () => {
+    const handed: OutgoingEmail[] = [];
+    const recording: Delivery = {
+      name: "recording",
+      infallible: true,
+      async send(message) {
+        handed.push(message);
+      },
+      close() {},
+    };
+    const dispatcher = createDispatcher({
+      db: r.database.db,
+      delivery: recording,
+      logger: r.deps.logger,
+    });
+    const local = { ...r.deps, dispatcher };
+    expect(dispatcher.settlesAtInsert).toBe(true);
+
+    // An order event before the user is known: PENDING, nothing handed.
+    const userId = newUserId();
+    const orderId = randomUUID();
+    await r.handle(
+      "shop.orders.order_confirmed",
+      OrderConfirmedSchema,
+      { orderId, userId, total: { currencyCode: "USD", amount: 500n } },
+      randomUUID(),
+      local,
+    );
+    expect((await r.rowsOf(userId)).map((x) => x.status)).toEqual(["PENDING"]);
+    expect(handed).toEqual([]);
+
+    // UserRegistered: the WELCOME inserted SENT, the waiting one marked SENT; both handed.
+    const email = `${userId.slice(0, 8)}@example.com`;
+    const registered = randomUUID();
+    await r.handle(
+      "shop.identity.user_registered",
+      UserRegisteredSchema,
+      { userId, email },
+      registered,
+      local,
+    );
+    const rows = await r.rowsOf(userId);
+    expect(rows.map((x) => [x.kind, x.status])).toEqual([
+      ["ORDER_CONFIRMED", "SENT"],
+      ["WELCOME", "SENT"],
+    ]);
+    for (const row of rows) {
+      expect(row.sentAt).toBeInstanceOf(Date);
+      expect((await r.attemptsOf(row.id)).map((a) => [a.attempt, a.outcome])).toEqual([
+        [1, "SENT"],
+      ]);
+    }
+    expect(handed.map((m) => [m.kind, m.to, m.notificationId]).sort()).toEqual(
+      rows.map((x) => [x.kind, email, x.id]).sort(),
+    );
+    const welcome = rows.find((x) => x.kind === "WELCOME");
+    expect(handed.find((m) => m.kind === "WELCOME")).toMatchObject({
+      subject: welcome?.subject,
+      body: welcome?.body,
+    });
+
+    // A second event of a known user: inserted SENT and handed; redelivered, nothing more.
+    const cancelled = randomUUID();
+    const cancel = { orderId, userId, reason: "cancelled_by_user" };
+    await r.handle("shop.orders.order_cancelled", OrderCancelledSchema, cancel, cancelled, local);
+    await r.handle("shop.orders.order_cancelled", OrderCancelledSchema, cancel, cancelled, local);
+    await r.handle(
+      "shop.identity.user_registered",
+      UserRegisteredSchema,
+      { userId, email },
+      registered,
+      local,
+    );
+    expect(handed.map((m) => m.kind).sort()).toEqual([
+      "ORDER_CANCELLED",
+      "ORDER_CONFIRMED",
+      "WELCOME",
+    ]);
+    const kinds = (await r.rowsOf(userId)).map((x) => [x.kind, x.status]);
+    expect(kinds).toContainEqual(["ORDER_CANCELLED", "SENT"]);
+    expect(kinds).toHaveLength(3);
+  });
+
   it("a redelivered event whose delivery died after commit is delivered then, still once", async () => {
     const userId = newUserId();
     const crashing = {
@@ -244,6 +329,7 @@ describe("redelivery", () => {
       dispatcher: {
         ...r.dispatcher,
         // A channel delivered after the commit (SMTP), and the process dies first.
+        settlesAtInsert: false,
         settlement: () => undefined,
         deliver: () => Promise.reject(new Error("process died before delivering")),
       },
@@ -268,6 +354,7 @@ describe("redelivery", () => {
       dispatcher: {
         ...r.dispatcher,
         // A channel delivered after the commit (SMTP), and the process dies first.
+        settlesAtInsert: false,
         settlement: () => undefined,
         deliver: () => Promise.reject(new Error("process died before delivering")),
       },
