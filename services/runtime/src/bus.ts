@@ -502,12 +502,20 @@ export async function startConsumer(options: {
         const messages = await consumer.consume({ max_messages: 64 });
         current = messages;
         for await (const m of messages) {
+          if (stopped) {
+            // Prefetched but not started: back to the stream for another replica (or this
+            // consumer's next start) within a second, instead of after ack_wait. The
+            // delay lets the server drop this consumer's pull request first: a message
+            // naked at once could be redelivered into it, and sit until ack_wait. The
+            // iterator ends once stop() has closed it.
+            m.nak(1_000);
+            continue;
+          }
           const handling: Promise<void> = handle(m)
             .catch((err: unknown) => log.error({ err }, "consumer handling failed"))
             .finally(() => inFlight.delete(handling));
           inFlight.add(handling);
           if (inFlight.size >= concurrency) await Promise.race(inFlight);
-          if (stopped) break;
         }
       } catch (err) {
         if (stopped) break;
@@ -519,11 +527,15 @@ export async function startConsumer(options: {
   const running = loop();
 
   return {
+    /** Stops pulling, hands the prefetched messages back (nak), finishes those in hand. */
     async stop() {
       stopped = true;
       metrics.stop();
+      // Unsubscribes at once (nothing new arrives, so a message handed back cannot come
+      // straight back here); the loop then naks what was buffered.
+      const closing = current?.close();
       await Promise.allSettled([...inFlight]);
-      await current?.close();
+      await closing;
       await running;
     },
   };

@@ -319,6 +319,57 @@ describe("outbox relay and consumer", () => {
   });
 });
 
+describe("stopping a consumer", () => {
+  it("hands the messages it had prefetched back at once, not after ack_wait", async () => {
+    const durable = `h-${randomBytes(3).toString("hex")}`;
+    const subject = `${topic}.handover`;
+    const ids = Array.from({ length: 20 }, (_, i) => `handover-${durable}-${i}`);
+    for (const id of ids) await bus.js.publish(subject, new Uint8Array([1]), { msgID: id });
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const first: string[] = [];
+    // One delivery at a time, and the first one held: the other 19 wait in its buffer.
+    const a = await startConsumer({
+      bus,
+      durable,
+      subject,
+      concurrency: 1,
+      ackWaitMs: 120_000,
+      logger,
+      handler: async (m) => {
+        first.push(m.eventId);
+        await gate;
+      },
+    });
+    await expect.poll(() => first.length, { timeout: 10_000 }).toBe(1);
+    const stopping = a.stop();
+    release();
+    await stopping;
+    // Nobody consumes for a while: the messages wait in the stream, not in a stale pull.
+    await new Promise((r) => setTimeout(r, 2_000));
+    const next: EventMessage[] = [];
+    const b = await startConsumer({
+      bus,
+      durable,
+      subject,
+      ackWaitMs: 120_000,
+      logger,
+      handler: collect(next),
+    });
+    try {
+      // Without the hand-back they would come after ack_wait (two minutes).
+      await expect.poll(() => next.length, { timeout: 10_000 }).toBe(19);
+      expect([...first, ...next.map((m) => m.eventId)].sort()).toEqual([...ids].sort());
+      expect(next.every((m) => m.deliveryCount === 2)).toBe(true);
+    } finally {
+      await b.stop();
+      await bus.jsm.consumers.delete("SHOP", durable);
+    }
+  });
+});
+
 describe("NATS outages", () => {
   let nats: ChildProcess | undefined;
   let dir: string;
