@@ -131,8 +131,9 @@ export function createGrpcClient<S extends GenService<GenServiceMethods>>(
           const { deadline, metadata, span, started } = callSetup(path, timeoutMs, o);
           const done = (code: number) => endCall(path, span, started, code);
           for (let attempt = 1; ; attempt++) {
+            let ticket = 0;
             try {
-              breaker?.before();
+              ticket = breaker?.before() ?? 0;
               const res = await new Promise((resolve, reject) => {
                 const call = raw.makeUnaryRequest(
                   path,
@@ -145,7 +146,7 @@ export function createGrpcClient<S extends GenService<GenServiceMethods>>(
                 );
                 onAbort(o?.signal, () => call.cancel());
               });
-              breaker?.after(Code.OK);
+              breaker?.after(Code.OK, ticket);
               done(Code.OK);
               return res;
             } catch (err) {
@@ -154,7 +155,7 @@ export function createGrpcClient<S extends GenService<GenServiceMethods>>(
                 throw err; // the circuit is open
               }
               const e = toRpcError(err, path);
-              breaker?.after(e.code);
+              breaker?.after(e.code, ticket);
               const left = deadline.getTime() - Date.now();
               const wait = Math.random() * backoffMs * 2 ** (attempt - 1);
               if (

@@ -333,6 +333,37 @@ describe("circuit breaker", () => {
     expect(fast.message).toMatch(/circuit open/);
     client.close();
 
+    // A downstream that answered, then went away: calls made after its last answer fail
+    // and count, so the circuit opens (each call carries the breaker's ticket).
+    const gone = createGrpcServer({
+      logger,
+      services: [
+        serve(CatalogService, {
+          getProduct: async (req) => ({ product: { id: req.productId } }),
+          listProducts: unimplemented,
+          createProduct: unimplemented,
+          updateProduct: unimplemented,
+          adjustStock: unimplemented,
+        }),
+      ],
+    });
+    const gonePort = await gone.listen(0, "127.0.0.1");
+    const toGone = createGrpcClient(CatalogService, `127.0.0.1:${gonePort}`, {
+      breaker: { threshold: 2, openMs: 5_000 },
+      maxAttempts: 1,
+      timeoutMs: 1_000,
+    });
+    expect((await toGone.getProduct({ productId: KNOWN })).product?.id).toBe(KNOWN);
+    await gone.shutdown();
+    for (let i = 0; i < 2; i++) {
+      const err = (await toGone.getProduct({ productId: KNOWN }).catch((e) => e)) as RpcError;
+      expect([Code.UNAVAILABLE, Code.DEADLINE_EXCEEDED]).toContain(err.code);
+      expect(err.message).not.toMatch(/circuit open/);
+    }
+    const opened = (await toGone.getProduct({ productId: KNOWN }).catch((e) => e)) as Error;
+    expect(opened.message).toMatch(/circuit open/);
+    toGone.close();
+
     // Once the open period passes, a trial call goes through and closes the circuit.
     const healthy = createGrpcClient(CatalogService, `127.0.0.1:${port}`, {
       breaker: { threshold: 1, openMs: 100 },
