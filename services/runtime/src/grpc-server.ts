@@ -85,6 +85,13 @@ export interface GrpcServerOptions {
   services: ServiceRegistration[];
   /** Longest time shutdown waits for in-flight calls before cancelling them. Default 10 s. */
   drainTimeoutMs?: number;
+  /**
+   * After this long a client connection is told to go (GOAWAY, with no limit on the
+   * calls and streams already on it): the client opens a new one for its next call and
+   * resolves the address again, so replicas added since (an HPA scaling out, found
+   * through a headless Service's DNS) get their share. Default 2 min, ±10 % jitter.
+   */
+  maxConnectionAgeMs?: number;
   /** Extra grpc-js channel options (message size limits, keepalive). */
   channelOptions?: grpc.ServerOptions;
 }
@@ -103,6 +110,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
   const drainTimeoutMs = options.drainTimeoutMs ?? 10_000;
   const server = new grpc.Server({
     "grpc.max_receive_message_length": 4 * 1024 * 1024,
+    "grpc.max_connection_age_ms": options.maxConnectionAgeMs ?? 120_000,
     ...options.channelOptions,
   });
   const health = createHealth(options.services.map((s) => s.service.typeName));

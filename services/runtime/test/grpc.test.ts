@@ -4,7 +4,7 @@
  * implementation of the real contract, written here to exercise the runtime.
  */
 import { randomUUID } from "node:crypto";
-import { connect } from "node:net";
+import { type AddressInfo, connect, createServer } from "node:net";
 import { fromBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { ViolationsSchema } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
@@ -199,6 +199,78 @@ describe("server streaming", () => {
     expect((await again.getProduct({ productId: KNOWN })).product?.id).toBe(KNOWN);
     again.close();
     client.close();
+  });
+});
+
+describe("connection age", () => {
+  it("moves clients to new connections, failing no call and cutting no stream", async () => {
+    const aged = createGrpcServer({
+      logger,
+      maxConnectionAgeMs: 300,
+      services: [
+        serve(CatalogService, {
+          getProduct: async (req) => ({ product: { id: req.productId } }),
+          listProducts: unimplemented,
+          createProduct: unimplemented,
+          updateProduct: unimplemented,
+          adjustStock: unimplemented,
+        }),
+        serve(NotificationService, {
+          listNotifications: unimplemented,
+          async *watchNotifications() {
+            for (let i = 0; ; i++) {
+              yield { notification: { id: String(i), subject: `n${i}` } };
+              await new Promise((r) => setTimeout(r, 10));
+            }
+          },
+        }),
+      ],
+    });
+    const agedPort = await aged.listen(0, "127.0.0.1");
+    // A TCP relay in front of it counts the client's connections.
+    let connections = 0;
+    const relay = createServer((c) => {
+      connections++;
+      const up = connect(agedPort, "127.0.0.1");
+      c.pipe(up).pipe(c);
+      c.on("error", () => up.destroy());
+      up.on("error", () => c.destroy());
+    });
+    await new Promise<void>((r) => relay.listen(0, "127.0.0.1", r));
+    const address = `127.0.0.1:${(relay.address() as AddressInfo).port}`;
+    const unary = createGrpcClient(CatalogService, address, { maxAttempts: 1 });
+    const streaming = createGrpcClient(NotificationService, address);
+    try {
+      const started = Date.now();
+      let streamed = 0;
+      let lastStreamedAt = 0;
+      const stream = (async () => {
+        for await (const _ of streaming.watchNotifications({})) {
+          streamed++;
+          lastStreamedAt = Date.now() - started;
+          if (lastStreamedAt > 1_500) break;
+        }
+      })();
+      let calls = 0;
+      while (Date.now() - started < 1_500) {
+        const id = randomUUID();
+        expect((await unary.getProduct({ productId: id })).product?.id).toBe(id);
+        calls++;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await stream;
+      expect(calls).toBeGreaterThan(20);
+      // Over 1.5 s with connections aged 0.3 s: several connections, and the stream that
+      // started on the first one ran through to the end.
+      expect(connections).toBeGreaterThanOrEqual(3);
+      expect(lastStreamedAt).toBeGreaterThan(1_500);
+      expect(streamed).toBeGreaterThan(50);
+    } finally {
+      unary.close();
+      streaming.close();
+      relay.close();
+      await aged.shutdown();
+    }
   });
 });
 
