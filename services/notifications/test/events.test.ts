@@ -273,13 +273,15 @@ describe("redelivery", () => {
     // UserRegistered: the WELCOME inserted SENT, the waiting one marked SENT; both handed.
     const email = `${userId.slice(0, 8)}@example.com`;
     const registered = randomUUID();
-    await r.handle(
-      "shop.identity.user_registered",
-      UserRegisteredSchema,
-      { userId, email },
-      registered,
-      local,
-    );
+    const register = () =>
+      r.handle(
+        "shop.identity.user_registered",
+        UserRegisteredSchema,
+        { userId, email },
+        registered,
+        local,
+      );
+    await register();
     const rows = await r.rowsOf(userId);
     expect(rows.map((x) => [x.kind, x.status])).toEqual([
       ["ORDER_CONFIRMED", "SENT"],
@@ -305,13 +307,7 @@ describe("redelivery", () => {
     const cancel = { orderId, userId, reason: "cancelled_by_user" };
     await r.handle("shop.orders.order_cancelled", OrderCancelledSchema, cancel, cancelled, local);
     await r.handle("shop.orders.order_cancelled", OrderCancelledSchema, cancel, cancelled, local);
-    await r.handle(
-      "shop.identity.user_registered",
-      UserRegisteredSchema,
-      { userId, email },
-      registered,
-      local,
-    );
+    await register();
     expect(handed.map((m) => m.kind).sort()).toEqual([
       "ORDER_CANCELLED",
       "ORDER_CONFIRMED",

@@ -44,6 +44,16 @@ const unimplemented = () => {
   throw new NotFoundError("not in this test");
 };
 
+/** A catalog that answers every GetProduct with the id it was asked for. */
+const echoCatalog = () =>
+  serve(CatalogService, {
+    getProduct: async (req) => ({ product: { id: req.productId } }),
+    listProducts: unimplemented,
+    createProduct: unimplemented,
+    updateProduct: unimplemented,
+    adjustStock: unimplemented,
+  });
+
 beforeAll(async () => {
   server = createGrpcServer({
     logger,
@@ -208,13 +218,7 @@ describe("connection age", () => {
       logger,
       maxConnectionAgeMs: 300,
       services: [
-        serve(CatalogService, {
-          getProduct: async (req) => ({ product: { id: req.productId } }),
-          listProducts: unimplemented,
-          createProduct: unimplemented,
-          updateProduct: unimplemented,
-          adjustStock: unimplemented,
-        }),
+        echoCatalog(),
         serve(NotificationService, {
           listNotifications: unimplemented,
           async *watchNotifications() {
@@ -409,15 +413,7 @@ describe("circuit breaker", () => {
     // and count, so the circuit opens (each call carries the breaker's ticket).
     const gone = createGrpcServer({
       logger,
-      services: [
-        serve(CatalogService, {
-          getProduct: async (req) => ({ product: { id: req.productId } }),
-          listProducts: unimplemented,
-          createProduct: unimplemented,
-          updateProduct: unimplemented,
-          adjustStock: unimplemented,
-        }),
-      ],
+      services: [echoCatalog()],
     });
     const gonePort = await gone.listen(0, "127.0.0.1");
     const toGone = createGrpcClient(CatalogService, `127.0.0.1:${gonePort}`, {
