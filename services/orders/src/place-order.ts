@@ -15,6 +15,7 @@
  * (placement-sweeper.ts) gives the stock back.
  */
 import { createHash, randomUUID } from "node:crypto";
+import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ReservedLine } from "@shopmesh/gen/shop/catalog/v1/inventory_pb.js";
 import { OrderPlacedSchema } from "@shopmesh/gen/shop/orders/v1/events_pb.js";
 import type { PlaceOrderRequest } from "@shopmesh/gen/shop/orders/v1/orders_pb.js";
@@ -52,6 +53,8 @@ export interface PlaceOrderDeps {
   inventory: InventoryClient;
   /** Notes that stock is about to be reserved for an order (`placementNoter`). */
   notePlacement: (orderId: string) => Promise<unknown>;
+  /** Records a reserved order (`orderRecorder`). */
+  recordOrder: (order: NewOrder) => Promise<RecordedRow[]>;
 }
 
 const IDEMPOTENCY_CONSTRAINT = "orders_user_idempotency_key";
@@ -109,12 +112,11 @@ export async function placeOrder(
   try {
     const priced = priceLines(lines);
     const lineRows = priced.items.map((i) => ({ ...i, orderId }));
-    // One statement (it commits on its own): the order, its lines, its history, the end
-    // of its placement and OrderPlaced. The view is built from what was written and the
+    // One statement (it commits on its own, or with the orders recorded at the same
+    // time): the order, its lines, its history, the end of its placement and OrderPlaced. The view is built from what was written and the
     // times the database gave it: nothing is read back.
-    const [recorded] = await recordOrder(
-      db,
-      {
+    const [recorded] = await deps.recordOrder({
+      values: {
         id: orderId,
         userId,
         totalAmount: priced.total,
@@ -122,16 +124,14 @@ export async function placeOrder(
         idempotencyKey: key ?? null,
         ...itemColumns(lineRows),
       },
-      ORDER_PLACED,
-      OrderPlacedSchema,
-      {
+      event: {
         orderId,
         userId,
         items: lineRows.map((i) => itemToProto(i, priced.currencyCode)),
         total: { currencyCode: priced.currencyCode, amount: priced.total },
         paymentToken: req.paymentToken,
       },
-    );
+    });
     if (recorded === undefined) throw new Error("recording the order returned nothing");
     const order: OrderRow = {
       id: orderId,
@@ -193,12 +193,32 @@ const ORDERS_PKEY = "orders_pkey";
  * (The lines' and history's foreign keys are checked at the end of the statement, when the
  * order is there.)
  */
-const recordOrder = statementWithEvent<{
+/** A reserved order to record: its columns and lines (`itemColumns`), and OrderPlaced. */
+interface NewOrder {
+  values: Record<string, unknown>;
+  event: MessageInitShape<typeof OrderPlacedSchema>;
+}
+
+/** What `recordOrder` answers. */
+interface RecordedRow extends Record<string, unknown> {
   created_ms: number;
   updated_ms: number;
   history_seq: string;
   changed_ms: number;
-}>(
+}
+
+/**
+ * Records reserved orders; those recorded at the same time commit together (ADR 0010).
+ * A failing one (a same-key retry meeting the unique key, a placement the sweeper took)
+ * fails alone, with the same error as on its own.
+ */
+export function orderRecorder(db: OrdersDb): (order: NewOrder) => Promise<RecordedRow[]> {
+  return commitTogether(db, (session, o: NewOrder) =>
+    recordOrder(session, o.values, ORDER_PLACED, OrderPlacedSchema, o.event),
+  );
+}
+
+const recordOrder = statementWithEvent<RecordedRow>(
   (_db, insertEvent) => sql`
     with placed as (
       insert into ${orders} (id, user_id, status, total_amount, currency_code, idempotency_key)

@@ -24,7 +24,7 @@ import {
   statusFromProto,
 } from "./order-view.js";
 import { type ListScope, pageTokens } from "./page-token.js";
-import { placementNoter, placeOrder } from "./place-order.js";
+import { orderRecorder, placementNoter, placeOrder } from "./place-order.js";
 import { cancelOrder } from "./state-machine.js";
 
 export interface OrderDeps {
@@ -46,6 +46,7 @@ export function createOrderService(deps: OrderDeps): ServiceRegistration {
     ...deps,
     checkUser: userCheck(deps.identity, deps.userCheckTtlMs),
     notePlacement: placementNoter(db),
+    recordOrder: orderRecorder(db),
   };
 
   return serve(OrderService, {

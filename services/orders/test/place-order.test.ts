@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ordersEnv } from "../src/config.js";
 import { placements } from "../src/db/schema.js";
 import { type IdentityClient, type InventoryClient, userCheck } from "../src/downstream.js";
-import { orderIdFor, placementNoter, placeOrder } from "../src/place-order.js";
+import { orderIdFor, orderRecorder, placementNoter, placeOrder } from "../src/place-order.js";
 import { sweepPlacements } from "../src/placement-sweeper.js";
 import { ORDER_PLACED } from "../src/state-machine.js";
 import { type Stack, startStack } from "./harness.js";
@@ -162,6 +162,78 @@ describe("PlaceOrder", () => {
     expect(await s.heldReservations(p.id)).toEqual([id]);
     expect(await s.releasedReservations(p.id)).toEqual([]);
     expect(await s.stockOf(p.id)).toBe(18);
+  });
+
+  it("records orders reserved at the same time in one transaction; a swept one fails alone", async () => {
+    const { userId } = await s.customer();
+    const p = await s.insertProduct({ stock: 50 });
+    let open: () => void = () => undefined;
+    let gate = new Promise<void>((r) => {
+      open = r;
+    });
+    const reserved: string[] = [];
+    const released: string[] = [];
+    // The catalog answers every reservation at the same moment, when the gate opens.
+    const inventory = {
+      reserveStock: (async (req: { orderId: string }) => {
+        reserved.push(req.orderId);
+        await gate;
+        const unitPrice = { currencyCode: "USD", amount: 500n };
+        const line = { productId: p.id, sku: p.sku, name: p.name, quantity: 1, unitPrice };
+        return { orderId: req.orderId, lines: [line] };
+      }) as unknown as InventoryClient["reserveStock"],
+      releaseStock: (async (req: { orderId: string }) => {
+        released.push(req.orderId);
+        return { released: true };
+      }) as unknown as InventoryClient["releaseStock"],
+    };
+    const deps = {
+      db: s.ordersDb,
+      checkUser: async () => undefined,
+      inventory,
+      notePlacement: placementNoter(s.ordersDb),
+      recordOrder: orderRecorder(s.ordersDb),
+    };
+    const claims = { sub: userId, roles: ["customer"] } as unknown as Claims;
+    const place = () =>
+      placeOrder(
+        deps,
+        claims,
+        create(PlaceOrderRequestSchema, {
+          items: [{ productId: p.id, quantity: 1 }],
+          paymentToken: "tok_visa",
+        }),
+        quiet,
+      );
+
+    // Eight at once: the first is recorded alone, the seven that came meanwhile together.
+    const eight = Array.from({ length: 8 }, place);
+    await expect.poll(() => reserved.length).toBe(8);
+    open();
+    const views = await Promise.all(eight);
+    expect(new Set(views.map((v) => v.order.id)).size).toBe(8);
+    const rows = await s.orderRowsOf(userId);
+    expect(rows).toHaveLength(8);
+    expect(new Set(rows.map((r) => r.createdAt.getTime())).size).toBeLessThanOrEqual(2);
+    for (const v of views) expect(await s.outboxEventsOf(v.order.id, ORDER_PLACED)).toHaveLength(1);
+
+    // Three at once, and the sweeper took one placement meanwhile: that one fails alone
+    // (ABORTED, its stock given back), the other two are recorded.
+    reserved.length = 0;
+    gate = new Promise<void>((r) => {
+      open = r;
+    });
+    const three = Array.from({ length: 3 }, place);
+    await expect.poll(() => reserved.length).toBe(3);
+    const swept = reserved[2] as string;
+    await s.ordersDb.delete(placements).where(eq(placements.orderId, swept));
+    open();
+    const results = await Promise.allSettled(three);
+    expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(2);
+    const failed = results.find((r) => r.status === "rejected") as PromiseRejectedResult;
+    expect(failed.reason).toMatchObject({ code: Code.ABORTED });
+    expect(released).toEqual([swept]);
+    expect(await s.orderRowsOf(userId)).toHaveLength(10);
   });
 
   it("answers NOT_FOUND for an unknown product and writes nothing", async () => {
@@ -455,6 +527,7 @@ describe("orphaned stock reservations (the placement sweeper)", () => {
         checkUser: userCheck(identity, 0),
         inventory: slowInventory,
         notePlacement: placementNoter(s.ordersDb),
+        recordOrder: orderRecorder(s.ordersDb),
       },
       claims,
       create(PlaceOrderRequestSchema, {
