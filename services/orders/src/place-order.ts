@@ -113,8 +113,9 @@ export async function placeOrder(
     const priced = priceLines(lines);
     const lineRows = priced.items.map((i) => ({ ...i, orderId }));
     // One statement (it commits on its own, or with the orders recorded at the same
-    // time): the order, its lines, its history, the end of its placement and OrderPlaced. The view is built from what was written and the
-    // times the database gave it: nothing is read back.
+    // time): the order, its lines, its history, the end of its placement and OrderPlaced.
+    // The view is built from what was written and the times the database gave it:
+    // nothing is read back.
     const [recorded] = await deps.recordOrder({
       values: {
         id: orderId,
