@@ -61,7 +61,7 @@ export function createInventoryService(deps: InventoryDeps): ServiceRegistration
     reserveOne: commitTogether(
       deps.db,
       (session, line: OneLine) => reserveOne(session, { ...line }) as Promise<TakenRow[]>,
-      (a, b) => (a.productId < b.productId ? -1 : a.productId > b.productId ? 1 : 0),
+      (line) => line.productId,
     ),
   };
   return serve(InventoryService, {

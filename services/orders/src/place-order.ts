@@ -214,8 +214,13 @@ interface RecordedRow extends Record<string, unknown> {
  * fails alone, with the same error as on its own.
  */
 export function orderRecorder(db: OrdersDb): (order: NewOrder) => Promise<RecordedRow[]> {
-  return commitTogether(db, (session, o: NewOrder) =>
-    recordOrder(session, o.values, ORDER_PLACED, OrderPlacedSchema, o.event),
+  return commitTogether(
+    db,
+    (session, o: NewOrder) =>
+      recordOrder(session, o.values, ORDER_PLACED, OrderPlacedSchema, o.event),
+    // The order id: for a keyed order it is derived from (user, key), so same-key
+    // retries batched in two replicas meet in the same order.
+    (o) => o.event.orderId ?? "",
   );
 }
 
@@ -343,7 +348,11 @@ async function releaseQuietly(
  * commit together (ADR 0010): one transaction for those that came while one was in flight.
  */
 export function placementNoter(db: OrdersDb): (orderId: string) => Promise<unknown> {
-  return commitTogether(db, (session, orderId: string) => insertPlacement(session, { orderId }));
+  return commitTogether(
+    db,
+    (session, orderId: string) => insertPlacement(session, { orderId }),
+    (orderId) => orderId,
+  );
 }
 
 /** Built once: every order runs it. */

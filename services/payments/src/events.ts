@@ -138,7 +138,7 @@ export function createOrderPlacedHandler(deps: PaymentEventDeps, consumer: strin
   const log = deps.logger.child({ consumer });
   // Payments of orders placed at the same time are created in one transaction: the
   // inserts that came while one was in flight commit together (ADR 0010).
-  const createPayment = commitTogether(db, insertPayment);
+  const createPayment = commitTogether(db, insertPayment, (values) => String(values["orderId"]));
 
   /**
    * Charges `payment`; undefined when another worker settled it meanwhile. `counted`:

@@ -12,7 +12,9 @@
  * - Nothing waits when nothing is in flight: a call then runs its statement on its own
  *   (autocommit), as without this.
  * - At most one batch is in flight; what arrives meanwhile goes together next (up to
- *   32), ordered by `order` when given (lock order: the same order as every other writer).
+ *   32), in the order of `lockKey` when given: the key of the row each statement locks
+ *   first (a product id, an order id), so that two processes' batches take their locks
+ *   in the same order and cannot deadlock.
  * - Each statement is built in its caller's call context (trace, request id, logs).
  * - If anything in a batch fails, the batch rolls back and each call runs its statement
  *   again on its own, so only a call whose statement fails again sees an error. A
@@ -36,7 +38,7 @@ interface Waiting<I, R> {
 export function commitTogether<I, R>(
   db: TransactionalDb,
   statement: (session: Tx, input: I) => PromiseLike<R>,
-  order?: (a: I, b: I) => number,
+  lockKey?: (input: I) => string,
 ): (input: I) => Promise<R> {
   const waiting: Waiting<I, R>[] = [];
   let busy = false;
@@ -50,7 +52,12 @@ export function commitTogether<I, R>(
 
   const run = async (batch: Waiting<I, R>[]) => {
     if (batch.length === 1) return alone(batch[0] as Waiting<I, R>);
-    if (order !== undefined) batch.sort((a, b) => order(a.input, b.input));
+    if (lockKey !== undefined) {
+      batch.sort((a, b) => {
+        const [x, y] = [lockKey(a.input), lockKey(b.input)];
+        return x < y ? -1 : x > y ? 1 : 0;
+      });
+    }
     let results: R[];
     try {
       results = (await transactionEndingWith(db, (tx) =>

@@ -118,9 +118,7 @@ describe("commitTogether", () => {
       const keys = ["o-e", "o-b", "o-d", "o-a", "o-c"];
       for (const k of keys) await database.sql`insert into stock values (${k}, 1)`;
       await database.sql`insert into stock values ('o-first', 1)`;
-      const take = commitTogether(database.db, takeOne, (a: string, b: string) =>
-        a < b ? -1 : a > b ? 1 : 0,
-      );
+      const take = commitTogether(database.db, takeOne, (k: string) => k);
       const first = take("o-first");
       const rest = await Promise.all(keys.map((k) => take(k)));
       await first;
