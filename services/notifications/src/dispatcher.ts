@@ -76,7 +76,10 @@ export interface Dispatcher {
 
 /** Local delivery recorded in the creating transaction (Dispatcher.settlement). */
 export interface Settlement {
-  /** The statement that records the notifications SENT (none when no id is PENDING); `tx` sends it. */
+  /**
+   * The statement that records the notifications SENT (none when no id is PENDING); `tx`
+   * sends it.
+   */
   statement: () => Promise<void>;
   /** Hands what it recorded SENT to the channel; once `tx` has committed. */
   hand: () => Promise<void>;

@@ -183,17 +183,6 @@ export async function placeOrder(
 
 const ORDERS_PKEY = "orders_pkey";
 
-/**
- * PlaceOrder's record, one statement built once (every order runs it): the order
- * PENDING_PAYMENT, its lines (any number: a column of values per placeholder), its first
- * history entry and OrderPlaced; and the end of its placement. The order goes in first,
- * so a concurrent retry with the same key meets the order's unique key (and returns the
- * winner, above). Then the placements row goes; if it was gone already, the sweeper judged
- * this call dead and gave the stock back, and nothing of it may be recorded: the statement
- * fails (a division by zero, PostgreSQL having no assertion statement), all of it.
- * (The lines' and history's foreign keys are checked at the end of the statement, when the
- * order is there.)
- */
 /** A reserved order to record: its columns and lines (`itemColumns`), and OrderPlaced. */
 interface NewOrder {
   values: Record<string, unknown>;
@@ -224,6 +213,17 @@ export function orderRecorder(db: OrdersDb): (order: NewOrder) => Promise<Record
   );
 }
 
+/**
+ * PlaceOrder's record, one statement built once (every order runs it): the order
+ * PENDING_PAYMENT, its lines (any number: a column of values per placeholder), its first
+ * history entry and OrderPlaced; and the end of its placement. The order goes in first,
+ * so a concurrent retry with the same key meets the order's unique key (and returns the
+ * winner, above). Then the placements row goes; if it was gone already, the sweeper judged
+ * this call dead and gave the stock back, and nothing of it may be recorded: the statement
+ * fails (a division by zero, PostgreSQL having no assertion statement), all of it.
+ * (The lines' and history's foreign keys are checked at the end of the statement, when the
+ * order is there.)
+ */
 const recordOrder = statementWithEvent<RecordedRow>(
   (_db, insertEvent) => sql`
     with placed as (
