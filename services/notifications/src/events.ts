@@ -9,7 +9,6 @@
  * read with the inbox insert, and the notification's statements go out with COMMIT: two
  * writes per event.
  */
-import { randomUUID } from "node:crypto";
 import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 import { fromBinary } from "@bufbuild/protobuf";
 import { UserRegisteredSchema } from "@shopmesh/gen/shop/identity/v1/events_pb.js";
@@ -29,6 +28,7 @@ import {
   startConsumer,
 } from "@shopmesh/runtime/bus.js";
 import { commitWith, pipelined, reusable } from "@shopmesh/runtime/db.js";
+import { uuidv7 } from "@shopmesh/runtime/ids.js";
 import type { Logger } from "@shopmesh/runtime/logger.js";
 import type { Tx } from "@shopmesh/runtime/outbox.js";
 import { and, eq, sql } from "drizzle-orm";
@@ -193,7 +193,7 @@ function recordNotification(
   to: Pick<RecipientRow, "email" | "displayName"> | undefined,
   sentAtInsert: boolean,
 ): Recorded {
-  const id = randomUUID();
+  const id = uuidv7();
   const content = n.compose(to?.displayName ?? "");
   const recipient = to?.email ?? "";
   const sent = sentAtInsert && recipient !== "";

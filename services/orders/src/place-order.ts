@@ -14,7 +14,7 @@
  * between 3 and 4, the placements row outlives it and the sweeper
  * (placement-sweeper.ts) gives the stock back.
  */
-import { createHash, randomUUID } from "node:crypto";
+import { createHash } from "node:crypto";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ReservedLine } from "@shopmesh/gen/shop/catalog/v1/inventory_pb.js";
 import { OrderPlacedSchema } from "@shopmesh/gen/shop/orders/v1/events_pb.js";
@@ -23,6 +23,7 @@ import type { Claims } from "@shopmesh/runtime/auth.js";
 import { commitTogether } from "@shopmesh/runtime/commit-together.js";
 import { pgErrorCode, reusable, UNIQUE_VIOLATION } from "@shopmesh/runtime/db.js";
 import { AbortedError, Code, FailedPreconditionError, RpcError } from "@shopmesh/runtime/errors.js";
+import { uuidv7 } from "@shopmesh/runtime/ids.js";
 import type { Logger } from "@shopmesh/runtime/logger.js";
 import { statementWithEvent } from "@shopmesh/runtime/outbox.js";
 import { and, eq, sql } from "drizzle-orm";
@@ -74,7 +75,7 @@ export async function placeOrder(
     const existing = await findByKey(db, userId, key);
     if (existing !== undefined) return existing;
   }
-  let orderId = key === undefined ? randomUUID() : orderIdFor(userId, key);
+  let orderId = key === undefined ? uuidv7() : orderIdFor(userId, key);
 
   // 2. The user exists. The runtime client forwards the caller's token, so identity
   //    answers as it would to the user (GetUser allows the user themself).
@@ -94,7 +95,7 @@ export async function placeOrder(
       if (!(err instanceof RpcError && err.code === Code.FAILED_PRECONDITION)) throw err;
       if (!/reservation .* was released/.test(err.message)) throw err;
       await forgetPlacement(db, orderId);
-      orderId = randomUUID();
+      orderId = uuidv7();
       await deps.notePlacement(orderId);
       lines = (await deps.inventory.reserveStock({ orderId, items })).lines;
     }

@@ -36,6 +36,7 @@ import {
 } from "@shopmesh/runtime/bus.js";
 import { commitTogether } from "@shopmesh/runtime/commit-together.js";
 import { commitWith, reusable } from "@shopmesh/runtime/db.js";
+import { uuidv7 } from "@shopmesh/runtime/ids.js";
 import type { Logger } from "@shopmesh/runtime/logger.js";
 import { changeWithEvent, enqueueEvent, type Tx } from "@shopmesh/runtime/outbox.js";
 import { and, eq, sql } from "drizzle-orm";
@@ -209,6 +210,7 @@ export function createOrderPlacedHandler(deps: PaymentEventDeps, consumer: strin
     const validTotal =
       total !== undefined && total.amount >= 0n && /^[A-Z]{3}$/.test(total.currencyCode);
     const [inserted] = await createPayment({
+      id: uuidv7(),
       orderId: event.orderId,
       userId: event.userId,
       // An unusable total is stored as 0 with no currency, and fails below.
@@ -304,6 +306,7 @@ const insertPayment = reusable((db) =>
   db
     .insert(payments)
     .values({
+      id: sql.placeholder("id"),
       orderId: sql.placeholder("orderId"),
       userId: sql.placeholder("userId"),
       amount: sql.placeholder("amount"),

@@ -11,6 +11,7 @@ export * from "./errors.js";
 export * from "./grpc-client.js";
 export * from "./grpc-server.js";
 export * from "./health.js";
+export * from "./ids.js";
 export * from "./logger.js";
 export * from "./metrics.js";
 export * from "./outbox.js";

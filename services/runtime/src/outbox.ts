@@ -5,7 +5,6 @@
  *
  * Each service's drizzle schema re-exports `outbox` so its migrations create the table.
  */
-import { randomUUID } from "node:crypto";
 import { create, type DescMessage, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type SQL, sql } from "drizzle-orm";
@@ -22,6 +21,7 @@ import {
 } from "drizzle-orm/pg-core";
 import { currentCall } from "./context.js";
 import { reusable, signalAfterCommit, signalCommitted } from "./db.js";
+import { uuidv7 } from "./ids.js";
 import { traceHeaders } from "./tracing.js";
 
 const bytea = customType<{ data: Uint8Array; driverData: Buffer }>({
@@ -35,8 +35,11 @@ export const outbox = pgTable(
   {
     /** Publication order. */
     seq: bigserial("seq", { mode: "number" }).primaryKey(),
-    /** The event id: Nats-Msg-Id, so JetStream drops a duplicate publish. */
-    id: uuid("id").notNull().unique(),
+    /**
+     * The event id: Nats-Msg-Id, so JetStream drops a duplicate publish. Time-ordered
+     * (`uuidv7`) and made here, never looked up: no index of its own (ADR 0011).
+     */
+    id: uuid("id").notNull(),
     /** NATS subject, shop.<domain>.<event>. */
     subject: text("subject").notNull(),
     /** Fully qualified protobuf type of the payload, e.g. shop.orders.v1.OrderPlaced. */
@@ -151,7 +154,7 @@ function outboxRow<Desc extends DescMessage>(
   init: MessageInitShape<Desc>,
   headers: Record<string, string>,
 ) {
-  const id = randomUUID();
+  const id = uuidv7();
   const message = create(schema, {
     ...(init as object),
     eventId: id,

@@ -110,7 +110,15 @@ describe("outbox relay and consumer", () => {
       handler: collect(got),
       logger,
     });
+    const before = Date.now();
     const ids = await enqueue(50);
+    // Event ids are time-ordered (ADR 0011): version 7, made now, rising in the order made.
+    for (const id of ids) {
+      expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      expect(Number.parseInt(id.replaceAll("-", "").slice(0, 12), 16)).toBeGreaterThanOrEqual(
+        before,
+      );
+    }
     await expect.poll(() => got.length, { timeout: 10_000 }).toBe(50);
     expect(got.map((m) => m.eventId)).toEqual(ids);
     const first = fromBinary(UserRegisteredSchema, got[0]?.data ?? new Uint8Array());
