@@ -4,9 +4,9 @@
  * `id` and every consumer's inbox key are event ids — so that a new key lands at the
  * right edge of its B-tree (PostgreSQL's fast path for rising keys: no descent, one hot
  * page) instead of on a random leaf, which costs a page read and, after each checkpoint, a
- * whole page in the WAL. Unique like a version 4 id: 74 random bits per millisecond.
- * They reveal their creation time to the millisecond, which an event carries anyway
- * (`occur_time`).
+ * whole page in the WAL. Two ids collide only if made in the same millisecond with the
+ * same 74 random bits. They reveal their creation time to the millisecond, which an event
+ * carries anyway (`occur_time`). ADR 0011.
  */
 import { randomFillSync } from "node:crypto";
 
