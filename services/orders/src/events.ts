@@ -25,7 +25,7 @@ import {
   processOnce,
   startConsumer,
 } from "@shopmesh/runtime/bus.js";
-import type { Logger } from "@shopmesh/runtime/logger.js";
+import { childWhenUsed, type Logger } from "@shopmesh/runtime/logger.js";
 import type { Tx } from "@shopmesh/runtime/outbox.js";
 import type { OrdersDb } from "./db/database.js";
 import type { OrderRow } from "./db/schema.js";
@@ -63,7 +63,8 @@ type OrderEvent = Message & { orderId: string };
 
 /**
  * What one event does to its order, locked for the transaction; it may end the
- * transaction by returning `commitWith(...)`'s answer (processOnce).
+ * transaction by returning `commitWith(...)`'s answer (processOnce). `context.log` is
+ * made when first read: read it only to write a line.
  */
 type Effect<E extends OrderEvent> = (
   tx: Tx,
@@ -89,7 +90,16 @@ export async function startOrderConsumers(deps: OrderConsumersDeps): Promise<Ord
     const handler = async (msg: EventMessage) => {
       const decoded = fromBinary(schema, msg.data);
       const orderId = decoded.orderId.toLowerCase();
-      const log = logger.child({ consumer: durable, event_id: msg.eventId, order_id: orderId });
+      const log = childWhenUsed(logger, {
+        consumer: durable,
+        event_id: msg.eventId,
+        order_id: orderId,
+      });
+      const context = {
+        get log() {
+          return log();
+        },
+      };
       await processOnce(
         db,
         durable,
@@ -98,10 +108,10 @@ export async function startOrderConsumers(deps: OrderConsumersDeps): Promise<Ord
           if (order === undefined) {
             // Orders are committed before OrderPlaced is even published, so payments
             // cannot know an order we lack: the event belongs to another deployment.
-            log.warn("event for an unknown order ignored");
+            context.log.warn("event for an unknown order ignored");
             return;
           }
-          return apply(tx, order, decoded, { log });
+          return apply(tx, order, decoded, context);
         },
         // The order, locked, read in the same write as the inbox insert.
         (tx: Tx) => lockOrder(tx, orderId),
@@ -118,12 +128,15 @@ export async function startOrderConsumers(deps: OrderConsumersDeps): Promise<Ord
     "payment_succeeded",
     PAYMENT_SUCCEEDED,
     PaymentSucceededSchema,
-    async (tx, order, event, { log }) => {
+    async (tx, order, event, context) => {
       if (order.status === "PENDING_PAYMENT") return confirmOrder(tx, order, event.paymentId);
       // CANCELLED: the user cancelled while the payment was in flight. Nothing to do
       // here: payments refunds the capture when it sees OrderCancelled.
       // CONFIRMED: another success report for the same order, already applied.
-      log.info({ status: order.status }, "payment succeeded for an order no longer pending");
+      context.log.info(
+        { status: order.status },
+        "payment succeeded for an order no longer pending",
+      );
     },
   );
 
@@ -131,9 +144,9 @@ export async function startOrderConsumers(deps: OrderConsumersDeps): Promise<Ord
     "payment_failed",
     PAYMENT_FAILED,
     PaymentFailedSchema,
-    async (tx, order, event, { log }) => {
+    async (tx, order, event, context) => {
       if (order.status !== "PENDING_PAYMENT") {
-        log.info({ status: order.status }, "payment failed for an order no longer pending");
+        context.log.info({ status: order.status }, "payment failed for an order no longer pending");
         return;
       }
       // Releases the stock (compensation of ReserveStock) before the status changes:

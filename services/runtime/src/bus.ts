@@ -32,7 +32,7 @@ import type postgres from "postgres";
 import { type CallContext, runWithCall } from "./context.js";
 import { commitWith, onCommitted, pipelined, reusable, type TransactionalDb } from "./db.js";
 import { applyAlone, applyBatched, type InboxEvent } from "./event-batches.js";
-import type { Logger } from "./logger.js";
+import { childWhenUsed, type Logger } from "./logger.js";
 import {
   createConsumerMetrics,
   observeOutboxFailure,
@@ -555,16 +555,22 @@ export async function runInEventContext<T>(
 ): Promise<T> {
   const ctx = eventContext(m, logger, durable);
   const started = performance.now();
-  // One line per handled delivery, as the gRPC server writes one per call.
-  const done = (ok: boolean) =>
-    ctx.logger.info(
+  // One line per handled delivery, as the gRPC server writes one per call (on the
+  // service's logger, not the context's child, which most deliveries never need).
+  const done = (ok: boolean) => {
+    if (!logger.isLevelEnabled("info")) return;
+    logger.info(
       {
+        subject: m.subject,
+        event_id: m.eventId,
+        request_id: ctx.requestId,
         ok,
         delivery: m.deliveryCount,
         duration_ms: Math.round((performance.now() - started) * 100) / 100,
       },
       "event",
     );
+  };
   return runWithCall(ctx, async () => {
     try {
       const out = await fn();
@@ -600,12 +606,24 @@ function eventContext(
       "shop.request_id": requestId,
     },
   );
+  // Made when first asked for, as in grpc-server.ts: most events use neither.
+  const childLogger = childWhenUsed(logger, {
+    subject: m.subject,
+    event_id: m.eventId,
+    request_id: requestId,
+  });
+  let signal: AbortSignal | undefined;
   return {
     method: `event:${m.subject}`,
     deadline: undefined,
-    signal: new AbortController().signal,
+    get signal() {
+      signal ??= new AbortController().signal;
+      return signal;
+    },
     requestId,
-    logger: logger.child({ subject: m.subject, event_id: m.eventId, request_id: requestId }),
+    get logger() {
+      return childLogger();
+    },
     header: (name) => lower.get(name.toLowerCase()),
     trace: context,
     span,

@@ -23,7 +23,7 @@ import type { Attributes } from "@opentelemetry/api";
 import { type CallContext, runWithCall } from "./context.js";
 import { Code, encodeStatusDetails, InvalidArgumentError, toWireStatus } from "./errors.js";
 import { createHealth, type Health } from "./health.js";
-import type { Logger } from "./logger.js";
+import { childWhenUsed, type Logger } from "./logger.js";
 import { observeGrpcServerCall } from "./metrics.js";
 import { createReflectionServices } from "./reflection.js";
 import {
@@ -250,7 +250,7 @@ function callContext(
       })
     : untraced();
   let controller: AbortController | undefined;
-  let child: Logger | undefined;
+  const childLogger = childWhenUsed(logger, { method: info.path, request_id: requestId });
   const ctx: CallContext = {
     method: info.path,
     deadline,
@@ -267,8 +267,7 @@ function callContext(
     },
     requestId,
     get logger() {
-      child ??= logger.child({ method: info.path, request_id: requestId });
-      return child;
+      return childLogger();
     },
     header,
     trace: context,

@@ -9,8 +9,13 @@ import { traceIds } from "./tracing.js";
 
 export type Logger = pino.Logger;
 
-export function createLogger(service: string, level = process.env["LOG_LEVEL"] ?? "info"): Logger {
-  return pino({
+export function createLogger(
+  service: string,
+  level = process.env["LOG_LEVEL"] ?? "info",
+  /** Where lines go instead of standard output (tests read them). */
+  destination?: pino.DestinationStream,
+): Logger {
+  const options: pino.LoggerOptions = {
     level,
     base: { service },
     // pino merges into the mixin's object: a fresh one each line.
@@ -33,7 +38,20 @@ export function createLogger(service: string, level = process.env["LOG_LEVEL"] ?
       ],
       censor: "[redacted]",
     },
-  });
+  };
+  return destination === undefined ? pino(options) : pino(options, destination);
+}
+
+/**
+ * A child logger made on first use: a pino child serialises (and redacts) its bindings
+ * when made, and most calls and events never write a line of their own.
+ */
+export function childWhenUsed(logger: Logger, bindings: pino.Bindings): () => Logger {
+  let child: Logger | undefined;
+  return () => {
+    child ??= logger.child(bindings);
+    return child;
+  };
 }
 
 /**

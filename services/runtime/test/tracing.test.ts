@@ -6,7 +6,10 @@
  */
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
+import { type EventMessage, runInEventContext } from "../src/bus.js";
+import { currentCall } from "../src/context.js";
+import { createLogger } from "../src/logger.js";
 import {
   extractTrace,
   SpanKind,
@@ -80,6 +83,70 @@ describe("trace context with tracing off", () => {
   it("ignores a malformed traceparent", () => {
     const bad = extractTrace((k) => (k === "traceparent" ? "00-zz-yy-01" : undefined));
     expect(traceHeaders(startSpan("x", SpanKind.SERVER, bad).context)).toEqual({});
+  });
+});
+
+describe("the line of a handled event", () => {
+  const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+  const message: EventMessage = {
+    subject: "shop.test.happened",
+    data: new Uint8Array(),
+    eventId: "0193a3c0-0000-7000-8000-000000000001",
+    headers: { traceparent, "X-Request-Id": "req-1" },
+    deliveryCount: 2,
+  };
+  const capture = (level: string) => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = createLogger("probe", level, {
+      write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>),
+    });
+    return { lines, logger };
+  };
+
+  it("is one line per delivery with its ids and trace; the handler's own lines carry them too", async () => {
+    const { lines, logger } = capture("info");
+    await runInEventContext(message, logger, "probe-consumer", async () => {
+      currentCall()?.logger.warn({ detail: 1 }, "inside");
+    });
+    await expect(
+      runInEventContext(message, logger, "probe-consumer", async () => {
+        throw new Error("handler failed");
+      }),
+    ).rejects.toThrow("handler failed");
+    const ids = {
+      service: "probe",
+      subject: "shop.test.happened",
+      event_id: message.eventId,
+      request_id: "req-1",
+      trace_id: "0af7651916cd43dd8448eb211c80319c",
+    };
+    const events = lines.filter((l) => l["msg"] === "event");
+    expect(events).toHaveLength(2);
+    expect(events[0]).toMatchObject({ ...ids, ok: true, delivery: 2 });
+    expect(events[1]).toMatchObject({ ...ids, ok: false, delivery: 2 });
+    expect(typeof events[0]?.["duration_ms"]).toBe("number");
+    expect(lines.find((l) => l["msg"] === "inside")).toMatchObject({ ...ids, detail: 1 });
+  });
+
+  it("comes from the service's logger: a child logger is made only for a handler that logs", async () => {
+    const { lines, logger } = capture("info");
+    const child = vi.spyOn(logger, "child");
+    await runInEventContext(message, logger, "probe-consumer", async () => undefined);
+    expect(child).not.toHaveBeenCalled();
+    await runInEventContext(message, logger, "probe-consumer", async () => {
+      currentCall()?.logger.info("one");
+      currentCall()?.logger.info("two");
+    });
+    expect(child).toHaveBeenCalledTimes(1);
+    expect(lines.filter((l) => l["msg"] === "event")).toHaveLength(2);
+  });
+
+  it("is not written above the info level, where the handler's warnings still are", async () => {
+    const { lines, logger } = capture("warn");
+    await runInEventContext(message, logger, "probe-consumer", async () => {
+      currentCall()?.logger.warn("inside");
+    });
+    expect(lines.map((l) => l["msg"])).toEqual(["inside"]);
   });
 });
 
