@@ -14,6 +14,11 @@
  * "This checkout" is built at each of its runs: do not edit it while a comparison runs (commit
  * first, or the runs measure whatever the files were at the time).
  *
+ * Each side runs its own bench code. A base from before the saga's stage subscriptions were
+ * limited to the window's first 5 s (2026-12-04, eighth session: `--saga-stage-seconds` in
+ * bench/bench.ts) pays ≈ 100 µs of client and nats-server CPU per order more, ≈ 2 % of the
+ * machine: read its orders/s with that in mind.
+ *
  * Prints, per side, the median orders/s and p99 and the median CPU per order of every
  * process group, and of PostgreSQL's backends per service database ("postgres orders", …;
  * a base older than that measurement shows 0 there). The services a change did not touch are the control: if their CPU per
