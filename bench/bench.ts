@@ -560,10 +560,12 @@ function summaryLine(r: ScenarioResult): string {
     .map(([k, v]) => `${k} ${fmtInt(v)}`)
     .join(", ");
   const stages = r.extra?.["stagesMs"] as Record<string, Percentiles> | undefined;
+  const staged = stages?.["orderConfirmed"]?.count ?? 0;
   const stageLine = stages
-    ? `\n  stages from the request, p50/p99 ms (the NATS stages of the ${fmtInt(stages["orderConfirmed"]?.count ?? 0)} orders placed in the first ${o.sagaStageSeconds} s): ${Object.entries(
+    ? `\n  stages from the request, p50/p99 ms${staged > 0 ? ` (the NATS stages of the ${fmtInt(staged)} orders placed in the first ${o.sagaStageSeconds} s)` : ""}: ${Object.entries(
         stages,
       )
+        .filter(([, v]) => v.count > 0)
         .map(([k, v]) => `${k} ${fmtMs(v.p50)}/${fmtMs(v.p99)}`)
         .join(", ")}`
     : "";
