@@ -1,6 +1,7 @@
 /**
  * The saga scenario: PlaceOrder through the edge (REST POST /v1/orders, tok_visa)
- * and the wait for the order to be CONFIRMED, closed loop at fixed concurrency.
+ * and the wait for the order to be CONFIRMED, closed loop at fixed concurrency or open
+ * loop at a fixed rate (`rate`: issue 4's target is a rate with a latency bound).
  *
  * CONFIRMED is timestamped by a plain NATS subscription to the OrderConfirmed and
  * OrderCancelled subjects: orders publishes OrderConfirmed through its outbox in the
@@ -24,7 +25,7 @@ import { PaymentSucceededSchema } from "@shopmesh/gen/shop/payments/v1/events_pb
 import postgres from "postgres";
 import type { HttpClient } from "./http.js";
 import { HttpError } from "./http.js";
-import { type LoopResult, runLoop } from "./loop.js";
+import { type LoopResult, runLoop, runOpenLoop } from "./loop.js";
 import { cpuMsOf } from "./machine.js";
 import type { BenchUser } from "./shop.js";
 import { type Percentiles, percentilesOf, Recorder } from "./stats.js";
@@ -39,6 +40,11 @@ export interface SagaOptions {
   /** Orders go round robin over these (one product: every order locks its stock row). */
   productIds: string[];
   concurrency: number;
+  /**
+   * Open loop instead: orders placed at this rate per second whatever the stack's pace
+   * (loop.ts); `concurrency` is then unused. Every order of the window is waited for.
+   */
+  rate?: number;
   warmupMs: number;
   durationMs: number;
   timeoutMs: number;
@@ -288,27 +294,35 @@ export async function runSaga(o: SagaOptions): Promise<SagaResult> {
     }
   }
 
-  const closer = setTimeout(closeWindow, windowEnd - performance.now() + 100);
-  const loop = await runLoop({
-    concurrency: o.concurrency,
-    warmupMs: o.warmupMs,
-    durationMs: o.durationMs,
-    op: async () => {
-      const t0 = performance.now();
-      // Counted from before the request, so the stage subscriptions stay open for it.
-      const staged = stageSubscriptions.length > 0 && t0 >= windowStart && t0 < stageEnd;
-      if (staged) stagePending++;
-      try {
-        await placeAndWait(t0, staged);
-      } finally {
-        if (staged) {
-          stagePending--;
-          closeStagesWhenDone();
-        }
+  /** One order from `t0` (its start: now, or its scheduled time in the open loop). */
+  const op = async (t0: number) => {
+    // Counted from before the request, so the stage subscriptions stay open for it.
+    const staged = stageSubscriptions.length > 0 && t0 >= windowStart && t0 < stageEnd;
+    if (staged) stagePending++;
+    try {
+      await placeAndWait(t0, staged);
+    } finally {
+      if (staged) {
+        stagePending--;
+        closeStagesWhenDone();
       }
-    },
-  });
-  clearTimeout(closer);
+    }
+  };
+  const times = { warmupMs: o.warmupMs, durationMs: o.durationMs };
+  let loop: LoopResult;
+  if (o.rate === undefined) {
+    // Closed loop: what completes after the window is not counted, so stop waiting then.
+    const closer = setTimeout(closeWindow, windowEnd - performance.now() + 100);
+    loop = await runLoop({
+      concurrency: o.concurrency,
+      ...times,
+      op: () => op(performance.now()),
+    });
+    clearTimeout(closer);
+  } else {
+    // Open loop: every order of the window is waited for (or times out).
+    loop = await runOpenLoop({ rate: o.rate, ...times, maxInFlight: o.rate * 10, op });
+  }
   clearTimeout(stageCloser);
   await nc.drain();
   // Let the last events settle and the statistics collector flush (about once a second).
