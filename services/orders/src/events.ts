@@ -79,12 +79,18 @@ export async function startOrderConsumers(deps: OrderConsumersDeps): Promise<Ord
   const consumers: Consumer[] = [];
   const durables: string[] = [];
 
-  /** One durable consumer of `subject`: decode, then apply to the order, once. */
+  /**
+   * One durable consumer of `subject`: decode, then apply to the order, once; `batched`:
+   * in a transaction with other orders' events (event-batches.ts), for an effect that
+   * only writes to this database. One that calls another service goes alone: a batch
+   * waits for its slowest effect, and every event of this database waits for the batch.
+   */
   async function consume<E extends OrderEvent>(
     event: string,
     subject: string,
     schema: GenMessage<E>,
     apply: Effect<E>,
+    batched = true,
   ) {
     const durable = `${prefix}-${event}`;
     const handler = async (msg: EventMessage) => {
@@ -116,7 +122,7 @@ export async function startOrderConsumers(deps: OrderConsumersDeps): Promise<Ord
         // The order, locked, read in the same write as the inbox insert.
         (tx: Tx) => lockOrder(tx, orderId),
         // Applied in batches with other orders' events (never two of one order).
-        orderId,
+        batched ? orderId : undefined,
       );
     };
     const backoff = deps.backoffMs === undefined ? {} : { backoffMs: deps.backoffMs };
@@ -153,6 +159,7 @@ export async function startOrderConsumers(deps: OrderConsumersDeps): Promise<Ord
       // a catalog outage throws, everything rolls back and the event is redelivered.
       await cancelOrder(tx, inventory, order, event.reason || "payment failed");
     },
+    false, // ReleaseStock is a call to catalog
   );
 
   await consume("payment_refunded", PAYMENT_REFUNDED, PaymentRefundedSchema, async (tx, order) => {

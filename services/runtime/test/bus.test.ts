@@ -436,3 +436,41 @@ describe("NATS outages", () => {
     await own.close();
   });
 });
+
+describe("a consumer's deliveries in hand", () => {
+  it("handles as many at once as one pull brings (64), so a batched effect sees a backlog at once", async () => {
+    const durable = `w-${randomBytes(3).toString("hex")}`;
+    const subject = `${topic}.wide`;
+    for (let i = 0; i < 70; i++)
+      await bus.js.publish(subject, new Uint8Array([1]), { msgID: `wide-${durable}-${i}` });
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    let running = 0;
+    let handled = 0;
+    const consumer = await startConsumer({
+      bus,
+      durable,
+      subject,
+      logger,
+      handler: async () => {
+        running++;
+        await gate;
+        handled++;
+      },
+    });
+    try {
+      await expect.poll(() => running, { timeout: 10_000 }).toBe(64);
+      // None finishes while held, and no 65th starts meanwhile.
+      await new Promise((r) => setTimeout(r, 300));
+      expect(running).toBe(64);
+      release();
+      await expect.poll(() => handled, { timeout: 10_000 }).toBe(70);
+    } finally {
+      release();
+      await consumer.stop();
+      await bus.jsm.consumers.delete("SHOP", durable);
+    }
+  });
+});
