@@ -195,10 +195,19 @@ export function startOutboxRelay(options: {
     await pg.begin(async (tx) => {
       // One relay of the service publishes at a time: two replicas claiming different
       // batches would publish an aggregate's later event before its earlier one. The
-      // lock ends with the transaction, also when the replica dies mid-batch. Both
+      // lock ends with the transaction, also when the replica dies mid-batch. The
       // statements go out in one write; the claim repeats the (re-entrant) lock as a
       // one-time filter, so without the lock it claims nothing.
-      const [[lock], rows] = await pipelined(
+      //
+      // The outbox is a queue that grows by a day of published rows: its claim and mark
+      // must find their rows through an index whatever the planner believes. PostgreSQL
+      // plans a prepared statement once for all values after five runs, and when that
+      // happens while the table is young and not yet analysed (autovacuum not come by,
+      // or off), the plan it keeps is a sequential scan, paid again at every pass as the
+      // table grows (a 30 s saga read 6 M rows of payments' outbox that way). So in the
+      // relay's transactions, where these are the only statements, scans are not chosen.
+      const [, [lock], rows] = await pipelined(
+        () => tx`set local enable_seqscan = off`,
         () => tx<{ locked: boolean }[]>`select pg_try_advisory_xact_lock(${RELAY_LOCK}) as locked`,
         () => tx<
           {
