@@ -70,9 +70,18 @@ export async function runLoop(o: LoopOptions): Promise<LoopResult> {
     }
   };
   await Promise.all(Array.from({ length: o.concurrency }, (_, w) => worker(w)));
-  const seconds = o.durationMs / 1000;
+  return resultOf(recorder, errors, errorSamples, o.durationMs / 1000, o.concurrency);
+}
+
+function resultOf(
+  recorder: Recorder,
+  errors: number,
+  errorSamples: Set<string>,
+  seconds: number,
+  concurrency: number,
+): LoopResult {
   return {
-    concurrency: o.concurrency,
+    concurrency,
     seconds,
     ops: recorder.count,
     errors,
@@ -143,15 +152,5 @@ export async function runOpenLoop(o: OpenLoopOptions): Promise<LoopResult> {
     if (i < first + count) await sleep(Math.max(0, t0 + due(i) - performance.now()));
   }
   await Promise.all(inFlight);
-  const seconds = count / o.rate;
-  return {
-    concurrency: peak,
-    seconds,
-    ops: recorder.count,
-    errors,
-    rate: recorder.count / seconds,
-    latencyMs: recorder.percentiles(),
-    errorSamples: [...errorSamples],
-    offeredRate: o.rate,
-  };
+  return { ...resultOf(recorder, errors, errorSamples, count / o.rate, peak), offeredRate: o.rate };
 }
